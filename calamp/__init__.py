@@ -1,0 +1,15 @@
+"""calamp: Bayesian amplification and calibration of generative calorimeter simulators.
+
+Data enter in :mod:`calamp.io` and :mod:`calamp.simulate`, are turned into observables in
+:mod:`calamp.observables`, counted in :mod:`calamp.histograms`, learned in :mod:`calamp.models`
+and :mod:`calamp.bayes`, judged in :mod:`calamp.stats` and drawn in :mod:`calamp.plotting`.
+:mod:`calamp.pipeline` joins them; :mod:`calamp.run` is the command line.
+
+Importing ``calamp`` does not import TensorFlow; only :mod:`calamp.models`, :mod:`calamp.bayes`
+and :mod:`calamp.pipeline` do.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]
