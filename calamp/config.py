@@ -1,0 +1,229 @@
+"""Configuration of a calamp job: one frozen dataclass, presets, TOML loading and validation.
+
+Pure Python: no TensorFlow, no I/O beyond reading a TOML file. Every option of
+``python -m calamp.run`` is a field here, so a TOML file (``--config``) can set any of them;
+the command line wins over the file, the file over the preset, the preset over the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "MODELS",
+    "METHODS",
+    "SHOWER_OBSERVABLES",
+    "RunConfig",
+    "ConfigError",
+    "PRESETS",
+    "load_toml",
+    "make_config",
+]
+
+MODELS = ("flow", "maf", "cnf", "gan")
+METHODS = ("vi", "adammcmc", "sgld", "sghmc", "ensemble")
+SHOWER_OBSERVABLES = (
+    "e_total",
+    "e_ratio",
+    "n_hit",
+    "e_max",
+    "e_max_frac",
+    "x_centroid",
+    "y_centroid",
+    "x_width",
+    "y_width",
+    "f_core3x3",
+)
+
+
+class ConfigError(ValueError):
+    """A bad option value; the message names the option."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a calamp job (see ``python -m calamp.run --help``).
+
+    Attributes (units and meaning):
+        model: generator family: ``flow`` (coupling RQ-spline flow), ``maf``, ``cnf``
+            (flow-matching CNF of arXiv:2408.00838), ``gan``.
+        method: Bayesian method: ``vi`` (KL factor ``kl_factor``), ``adammcmc`` (noise
+            ``sigma``), ``sgld``/``sghmc`` (step ``sampler_lr``), ``ensemble``.
+        networks: K independent networks, each on its own training set.
+        draws: s posterior draws per network.
+        generated: g generated events per draw.
+        train_steps, batch_size, learning_rate: (pre-)training schedule (Adam).
+        mcmc_steps: sampler steps after pre-training; the s draws are taken evenly from the last
+            ``mcmc_steps - burn_in`` steps (``0`` means ``4 * draws`` thinning 4).
+        burn_in: sampler steps discarded before the first draw.
+        n_quantiles: numbers of quantile bins per axis (1D observables; the ring's (r, φ) grid
+            uses n×n cells).
+        truth_events: size of the truth sample that defines the binning and the truth fractions.
+        truth: ``auto`` (simulator when the input was made by ``calamp.simulate``, else held-out
+            data), ``simulator`` or ``holdout``.
+        holdout_fraction: share of a file kept aside as the finite truth when ``truth`` is holdout.
+        n_train: training showers (events) per network for the ring toy / simulator sources;
+            ``0`` means the file's size (simulator) or an equal K-way split (holdout).
+    """
+
+    model: str = "flow"
+    method: str = "vi"
+    kl_factor: float = 1.0
+    kl_convention: str = "sum"
+    prior_scale: float = 1.0
+    sigma: float = 0.1
+    sampler_lr: float = 1e-3
+    friction: float = 0.1
+    inverse_temperature: float = 1.0
+    networks: int = 5
+    draws: int = 50
+    generated: int = 10_000
+    train_steps: int = 2_000
+    batch_size: int = 500
+    learning_rate: float = 1e-3
+    mcmc_steps: int = 0
+    burn_in: int = 0
+    hidden: int = 64
+    layers: int = 4
+    observables: tuple[str, ...] = SHOWER_OBSERVABLES
+    n_quantiles: tuple[int, ...] = (5, 10, 20)
+    truth_events: int = 200_000
+    truth: str = "auto"
+    holdout_fraction: float = 0.5
+    n_train: int = 0
+    toy: str | None = None
+    tree: str | None = None
+    branch: str | None = None
+    incident_branch: str | None = None
+    seed: int = 1
+    chunk_size: int = 20_000
+    write_samples: int = 0
+    bootstrap: int = 200
+    plots: bool = True
+    progress: bool = True
+    scheduler: str | None = None
+    preset: str = "default"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable view (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+    @property
+    def thin(self) -> int:
+        """Sampler steps between kept draws."""
+        return max(1, (self.effective_mcmc_steps - self.burn_in) // self.draws)
+
+    @property
+    def effective_mcmc_steps(self) -> int:
+        """Sampler steps including burn-in (``mcmc_steps`` or the default ``burn_in + 4·draws``)."""
+        return self.mcmc_steps if self.mcmc_steps > 0 else self.burn_in + 4 * self.draws
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # About two minutes on 2 cores: used by CI and for a first look.
+    "quick": dict(networks=3, draws=10, generated=5_000, train_steps=300, batch_size=256,
+                  truth_events=50_000, n_quantiles=(5, 10), hidden=32, layers=3,
+                  bootstrap=50),
+    # The README's main job: about 10 minutes on 2 cores on data/shower.root.
+    "default": {},
+}
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file; top-level keys or a ``[calamp]`` table are option names."""
+    p = Path(path)
+    if not p.is_file():
+        msg = f"config file {str(p)!r} does not exist"
+        raise ConfigError(msg)
+    try:
+        data = tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        msg = f"config file {str(p)!r} is not valid TOML: {err}"
+        raise ConfigError(msg) from None
+    if "calamp" in data and isinstance(data["calamp"], dict):
+        data = data["calamp"]
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def make_config(*layers: dict[str, Any]) -> RunConfig:
+    """Merge option dictionaries (later ones win) onto the preset they name, then validate.
+
+    ``None`` values are ignored, so unset command-line options do not hide file values.
+    """
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update({k: v for k, v in layer.items() if v is not None})
+    preset = merged.get("preset", "default")
+    if preset not in PRESETS:
+        msg = f"option --preset: unknown preset {preset!r} (choose from {', '.join(PRESETS)})"
+        raise ConfigError(msg)
+    values = dict(PRESETS[preset])
+    values.update(merged)
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        msg = f"unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})"
+        raise ConfigError(msg)
+    for key in ("observables", "n_quantiles"):
+        if key in values and isinstance(values[key], list):
+            values[key] = tuple(values[key])
+        if key in values and isinstance(values[key], str):
+            values[key] = tuple(s.strip() for s in values[key].split(",") if s.strip())
+    if "n_quantiles" in values:
+        try:
+            values["n_quantiles"] = tuple(int(v) for v in values["n_quantiles"])
+        except (TypeError, ValueError):
+            msg = f"option --n-quantiles: expected integers, got {values['n_quantiles']!r}"
+            raise ConfigError(msg) from None
+    cfg = RunConfig(**values)
+    validate(cfg)
+    return cfg
+
+
+def _check(cond: bool, option: str, text: str) -> None:
+    if not cond:
+        msg = f"option --{option.replace('_', '-')}: {text}"
+        raise ConfigError(msg)
+
+
+def validate(cfg: RunConfig) -> None:
+    """Raise :class:`ConfigError` naming the first bad option."""
+    _check(cfg.model in MODELS, "model", f"{cfg.model!r} is not one of {', '.join(MODELS)}")
+    _check(cfg.method in METHODS, "method", f"{cfg.method!r} is not one of {', '.join(METHODS)}")
+    _check(cfg.kl_convention in ("sum", "mean"), "kl_convention", "must be 'sum' or 'mean'")
+    _check(cfg.truth in ("auto", "simulator", "holdout"), "truth",
+           "must be 'auto', 'simulator' or 'holdout'")
+    _check(cfg.toy in (None, "ring"), "toy", f"{cfg.toy!r} is not a known toy (use 'ring')")
+    for name in ("networks", "generated", "train_steps", "batch_size", "truth_events",
+                 "chunk_size", "hidden", "layers"):
+        _check(int(getattr(cfg, name)) >= 1, name, f"must be a positive integer, got {getattr(cfg, name)}")
+    _check(cfg.draws >= 2, "draws", f"needs at least 2 draws for a spread, got {cfg.draws}")
+    _check(cfg.networks >= 1, "networks", "must be >= 1")
+    for name in ("kl_factor", "sigma", "sampler_lr", "learning_rate", "prior_scale",
+                 "inverse_temperature"):
+        _check(float(getattr(cfg, name)) > 0, name, f"must be positive, got {getattr(cfg, name)}")
+    _check(cfg.friction >= 0, "friction", "must be >= 0")
+    _check(0 < cfg.holdout_fraction < 1, "holdout_fraction", "must be in (0, 1)")
+    _check(cfg.mcmc_steps >= 0 and cfg.burn_in >= 0, "mcmc_steps", "must be >= 0")
+    _check(cfg.effective_mcmc_steps - cfg.burn_in >= cfg.draws, "mcmc_steps",
+           f"needs at least burn_in + draws = {cfg.burn_in + cfg.draws} steps")
+    _check(len(cfg.n_quantiles) >= 1 and all(n >= 2 for n in cfg.n_quantiles), "n_quantiles",
+           f"needs integers >= 2, got {list(cfg.n_quantiles)}")
+    _check(len(cfg.observables) >= 1, "observables", "needs at least one observable")
+    _check(cfg.write_samples >= 0, "write_samples", "must be >= 0")
+    _check(cfg.bootstrap >= 0, "bootstrap", "must be >= 0")
+    if cfg.toy is None:
+        unknown = [o for o in cfg.observables if o not in SHOWER_OBSERVABLES
+                   and not o.startswith("cell_")]
+        _check(not unknown, "observables",
+               f"unknown observable(s) {', '.join(unknown)} (known: {', '.join(SHOWER_OBSERVABLES)}"
+               ", cell_<iy>_<ix>)")

@@ -1,0 +1,112 @@
+"""Write results: ``results.json`` (every number) and ``results.root`` (hist objects via uproot).
+
+I/O only: the numbers come from :mod:`calamp.pipeline`. ROOT layout, per observable ``OBS`` and
+number of quantile bins ``N`` (directory ``OBS/qN``):
+
+- ``truth`` — truth bin fractions (TH1D);
+- ``posterior_net{k}`` — posterior mean of network k with the posterior std as its error
+  (``Weight()`` storage keeps variances, so ROOT shows std as the bin error);
+- ``draws_net{k}`` — the per-draw fractions as a 2D histogram (observable bin × draw index);
+- ``amplification`` — per-bin amplification n'_j (mean over networks, TH1D).
+
+One-dimensional observables use their bin edges (open outer edges closed at the truth's extreme
+values); multi-dimensional grids (the ring's (r, φ)) use the flattened bin index, C order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import hist
+import numpy as np
+import uproot
+
+__all__ = ["to_jsonable", "write_json", "write_root", "BinnedRecord"]
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy scalars/arrays, dataclasses with ``to_dict`` and paths to JSON types.
+
+    Non-finite floats become ``None`` (JSON has no NaN/inf).
+    """
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        return to_jsonable(obj.to_dict())
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
+    """Write ``data`` as indented JSON atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(to_jsonable(data), fh, indent=1, allow_nan=False)
+    os.replace(tmp, path)
+    return path
+
+
+class BinnedRecord(dict):
+    """What :func:`write_root` needs for one observable binning (a plain dict with these keys).
+
+    Keys: ``path`` ("OBS/qN"), ``edges`` ((B+1,) finite edges, or None for a flattened grid),
+    ``label`` (axis label), ``truth`` (B,), ``draws`` (K, s, B) fractions, ``amp_per_bin`` (B,).
+    """
+
+
+def _axis(edges: np.ndarray | None, n_bins: int, label: str) -> hist.axis.AxesMixin:
+    if edges is None:
+        return hist.axis.Regular(n_bins, 0, n_bins, name="bin", label=f"{label} bin index")
+    return hist.axis.Variable(np.asarray(edges, dtype=float), name="x", label=label)
+
+
+def write_root(path: str | Path, records: list[Mapping[str, Any]]) -> Path:
+    """Write the histograms of every record to a new ROOT file at ``path`` (overwrites it).
+
+    The caller guarantees that overwriting is allowed (the results folder is fresh or
+    ``--overwrite`` was given).
+    """
+    path = Path(path)
+    with uproot.recreate(path) as f:
+        for rec in records:
+            draws = np.asarray(rec["draws"], dtype=float)  # (K, s, B)
+            k_net, s, b = draws.shape
+            ax = _axis(rec.get("edges"), b, rec.get("label", rec["path"]))
+            h = hist.Hist(ax, storage=hist.storage.Double())
+            h.view()[...] = np.asarray(rec["truth"], dtype=float)
+            f[f"{rec['path']}/truth"] = h
+            for k in range(k_net):
+                hw = hist.Hist(ax, storage=hist.storage.Weight())
+                view = hw.view()
+                view.value = draws[k].mean(axis=0)
+                view.variance = draws[k].var(axis=0, ddof=1)
+                f[f"{rec['path']}/posterior_net{k}"] = hw
+                h2 = hist.Hist(ax, hist.axis.Integer(0, s, name="draw", label="draw index"),
+                               storage=hist.storage.Double())
+                h2.view()[...] = draws[k].T
+                f[f"{rec['path']}/draws_net{k}"] = h2
+            ha = hist.Hist(ax, storage=hist.storage.Double())
+            ha.view()[...] = np.nan_to_num(np.asarray(rec["amp_per_bin"], dtype=float),
+                                           nan=0.0, posinf=0.0)
+            f[f"{rec['path']}/amplification"] = ha
+    return path

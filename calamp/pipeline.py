@@ -1,0 +1,864 @@
+"""The main job: train K Bayesian generators, draw, generate into histograms, judge, write.
+
+``run_job(config, input_path, out)`` is what ``python -m calamp.run`` calls; the stages are
+public so notebooks can run them one by one:
+
+1. :func:`prepare_source` — K independent training sets and a truth sample (simulator or
+   held-out data; the outputs say which);
+2. :func:`make_binnings` — quantile binnings of every observable from the truth sample;
+3. :func:`train_network` — one network: train, take s posterior draws (flat weight vectors);
+4. :func:`fill_network` — generate g events per draw in chunks straight into the histograms;
+5. :func:`analyse` — amplification, coverage, JSD closure per observable binning.
+
+Seeds: one integer ``config.seed`` expands into independent integer streams per purpose,
+network and draw (:func:`derive_seed`), so network k and draw i are reproducible anywhere
+(also after ``--resume``, in another process, or on a dask worker).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from calamp import __version__
+from calamp.config import RunConfig
+from calamp.histograms import Binning, HistogramSet, quantile_binning, to_polar
+from calamp.io import CalampError, OutputExistsError, ShowerSet
+
+__all__ = [
+    "Source",
+    "NetworkDraws",
+    "derive_seed",
+    "prepare_source",
+    "event_observables",
+    "make_binnings",
+    "train_network",
+    "fill_network",
+    "analyse",
+    "run_job",
+    "write_samples",
+]
+
+_PURPOSES = {"truth": 1, "train_data": 2, "init": 3, "fit": 4, "draw": 5, "generate": 6,
+             "sampler": 7, "context": 8, "samples": 9, "bootstrap": 10, "closure": 11,
+             "split": 12}
+_MARKER = ".calamp-results"
+_MAX_FLOORED = 0.1  # above this share of floored bins the raw amplification estimate is used
+
+
+def derive_seed(master: int, purpose: str, *indices: int) -> int:
+    """Independent 31-bit integer seed for (master seed, purpose, network, draw, ...)."""
+    ss = np.random.SeedSequence([int(master), _PURPOSES[purpose], *map(int, indices)])
+    return int(ss.generate_state(1, np.uint32)[0] >> 1)
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. data
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class Source:
+    """Training sets and truth for one job.
+
+    Attributes:
+        kind: ``"ring"`` (events (N, 2) in the plane) or ``"showers"`` (:class:`ShowerSet`).
+        train_sets: K training sets, one per network.
+        truth: the truth sample (defines binnings and truth fractions).
+        n_train: events per training set n.
+        notes: how the training sets and the truth were made (goes into results.json).
+    """
+
+    kind: str
+    train_sets: list[Any]
+    truth: Any
+    n_train: int
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_source(cfg: RunConfig, input_path: str | Path | None = None,
+                   showers: ShowerSet | None = None) -> Source:
+    """Make K independent training sets and the truth sample.
+
+    * ``--toy ring``: K fresh ring samples of ``n_train`` (default 10,000) points; truth: a
+      fresh sample of ``truth_events``.
+    * A shower file made by ``calamp.simulate`` (or ``truth="simulator"``): network 0 trains on
+      the file, networks 1..K-1 on fresh simulator samples of the file's size; the truth is a
+      fresh simulator sample of ``truth_events``.
+    * Any other file (or ``truth="holdout"``): ``holdout_fraction`` of the file is kept aside as
+      a finite truth, the rest is split into K disjoint training sets.
+    """
+    from calamp import simulate
+
+    if cfg.toy == "ring":
+        n = cfg.n_train or 10_000
+        train = [simulate.ring(n, seed=derive_seed(cfg.seed, "train_data", k))
+                 for k in range(cfg.networks)]
+        truth = simulate.ring(cfg.truth_events, seed=derive_seed(cfg.seed, "truth"))
+        return Source("ring", train, truth, n, {
+            "source": "ring toy (arXiv:2408.00838): r = 4 + Gamma(2, 0.5), phi uniform",
+            "training_sets": f"{cfg.networks} independent ring samples of {n} points",
+            "truth": f"independent ring sample of {cfg.truth_events} points",
+            "truth_is_exact": True,
+        })
+
+    from calamp import io
+
+    if showers is None:
+        if input_path is None:
+            msg = "no input: give a ROOT file or a ShowerSet"
+            raise CalampError(msg)
+        showers = io.read_showers(input_path, tree=cfg.tree, energy=cfg.branch,
+                                  incident_energy=cfg.incident_branch)
+        provenance = io.read_provenance(input_path)
+    else:
+        provenance = None
+    label = str(input_path) if input_path is not None else showers.source or "ShowerSet"
+    mode = cfg.truth
+    if mode == "auto":
+        mode = "simulator" if provenance is not None else "holdout"
+    if mode == "simulator":
+        sim_cfg = (simulate.CaloConfig(**provenance["config"])
+                   if provenance and "config" in provenance else None)
+        energy = provenance.get("energy", 50.0) if provenance else float(
+            np.median(showers.incident_energy))
+        n = cfg.n_train or len(showers)
+        train = [showers[:n]] + [
+            simulate.photon_showers(n, energy, seed=derive_seed(cfg.seed, "train_data", k),
+                                    config=sim_cfg)
+            for k in range(1, cfg.networks)
+        ]
+        truth = simulate.photon_showers(cfg.truth_events, energy,
+                                        seed=derive_seed(cfg.seed, "truth"), config=sim_cfg)
+        return Source("showers", train, truth, n, {
+            "source": label,
+            "training_sets": (f"network 0: the first {n} showers of {label}; networks 1.."
+                              f"{cfg.networks - 1}: fresh simulator samples of {n} showers"),
+            "truth": f"fresh simulator sample of {cfg.truth_events} showers",
+            "truth_is_exact": True,
+            "simulator": provenance,
+        })
+    n_hold = int(round(cfg.holdout_fraction * len(showers)))
+    order = np.random.default_rng(derive_seed(cfg.seed, "split")).permutation(len(showers))
+    truth = showers[order[:n_hold]]
+    rest = showers[order[n_hold:]]
+    if len(rest) < cfg.networks * 2:
+        msg = (f"{label}: {len(showers)} showers are too few for a hold-out truth and "
+               f"{cfg.networks} training sets (use --networks or --holdout-fraction)")
+        raise CalampError(msg)
+    parts = rest.split(cfg.networks)
+    n = min(len(p) for p in parts)
+    if cfg.n_train:
+        n = min(n, cfg.n_train)
+    train = [p[:n] for p in parts]
+    return Source("showers", train, truth, n, {
+        "source": label,
+        "training_sets": f"{cfg.networks} disjoint splits of {label}, {n} showers each",
+        "truth": (f"held-out part of {label} ({n_hold} showers): coverage and closure are "
+                  "measured against a finite reference sample"),
+        "truth_is_exact": False,
+    })
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. observables and binnings
+# ------------------------------------------------------------------------------------------------
+def event_observables(kind: str, events: Any, names: tuple[str, ...] | None = None
+                      ) -> dict[str, np.ndarray]:
+    """Observables to histogram from a batch of events.
+
+    Args:
+        kind: ``"ring"`` (events (N, 2)) or ``"showers"`` (a :class:`ShowerSet`).
+        names: shower observables to compute (default: all of :mod:`calamp.observables`).
+
+    Returns:
+        name -> (N,) values, and for the ring ``"ring"`` -> (N, 2) (r, phi).
+    """
+    if kind == "ring":
+        polar = to_polar(np.asarray(events))
+        return {"ring": polar, "r": polar[:, 0], "phi": polar[:, 1]}
+    from calamp.observables import shower_observables
+
+    obs = shower_observables(events.energy, events.incident_energy)
+    if names is not None:
+        obs = {k: obs[k] for k in names}
+    return obs
+
+
+def observable_names(cfg: RunConfig, kind: str) -> tuple[str, ...]:
+    """Observables of a job: the ring's (r, phi) grid and marginals, or the configured ones."""
+    return ("ring", "r", "phi") if kind == "ring" else tuple(cfg.observables)
+
+
+def make_binnings(cfg: RunConfig, kind: str, truth_obs: Mapping[str, np.ndarray]
+                  ) -> dict[str, Binning]:
+    """Quantile binnings ``"OBS/qN"`` for every observable and number of quantiles N."""
+    out: dict[str, Binning] = {}
+    for name in observable_names(cfg, kind):
+        for n in cfg.n_quantiles:
+            axes = ("r", "phi") if name == "ring" else name
+            out[f"{name}/q{n}"] = quantile_binning(truth_obs[name], n, names=axes)
+    return out
+
+
+def _split_key(key: str) -> tuple[str, int]:
+    name, q = key.rsplit("/q", 1)
+    return name, int(q)
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. features and models
+# ------------------------------------------------------------------------------------------------
+class RingFeatures:
+    """Affine standardisation of ring points (flows work best on O(1) inputs; the CNF keeps
+    the reference's raw coordinates)."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale = float(scale)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, model: str) -> RingFeatures:
+        return cls(1.0 if model == "cnf" else float(np.std(x)))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x) / self.scale).astype(np.float32)
+
+    def inverse(self, f: np.ndarray, context: Any = None) -> np.ndarray:
+        del context
+        return np.asarray(f, np.float64) * self.scale
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "ring", "scale": self.scale}
+
+
+def make_features(cfg: RunConfig, kind: str, train: Any) -> Any:
+    """Fit the invertible map events ↔ network features on one training set."""
+    if kind == "ring":
+        return RingFeatures.fit(train, cfg.model)
+    from calamp.preprocess import ShowerPreprocessor
+
+    return ShowerPreprocessor.fit(train.energy, train.incident_energy)
+
+
+def _context(kind: str, train: Any) -> np.ndarray | None:
+    """Conditioning input: log incident energy when it varies across the training set."""
+    if kind != "showers":
+        return None
+    e = np.asarray(train.incident_energy, np.float64)
+    if np.ptp(e) <= 1e-6 * max(1.0, float(np.abs(e).max())):
+        return None
+    return np.log(e / 50.0).astype(np.float32)[:, None]
+
+
+def build_model(cfg: RunConfig, dim: int, context_dim: int, *, bayesian: str | None,
+                n_train: int, seed: int) -> Any:
+    """The generator of ``cfg.model`` (VI layers when ``bayesian == "vi"``)."""
+    from calamp.bayes.vi import VIConfig
+
+    vi = (VIConfig.from_k(cfg.kl_factor, n_train, prior_scale=cfg.prior_scale,
+                          kl_convention=cfg.kl_convention) if bayesian == "vi" else None)
+    common = dict(bayesian=bayesian, vi=vi, seed=seed)
+    if cfg.model == "flow":
+        from calamp.models.flows import CouplingFlow
+
+        return CouplingFlow(dim, context_dim, n_couplings=cfg.layers,
+                            hidden=(cfg.hidden, cfg.hidden), **common)
+    if cfg.model == "maf":
+        from calamp.models.flows import MAFlow
+
+        return MAFlow(dim, context_dim, n_layers=cfg.layers, hidden=(cfg.hidden, cfg.hidden),
+                      **common)
+    if cfg.model == "cnf":
+        from calamp.models.cnf import FlowMatchingCNF
+
+        return FlowMatchingCNF(dim, context_dim, hidden=(cfg.hidden,) * cfg.layers, **common)
+    from calamp.models.gan import ShowerGAN
+
+    return ShowerGAN(dim, context_dim, hidden=(cfg.hidden,) * cfg.layers, **common)
+
+
+@dataclass
+class NetworkDraws:
+    """One trained network's posterior draws.
+
+    Attributes:
+        network: index k.
+        model: the generator (its eval weights get replaced per draw).
+        features: the fitted feature map (``forward``/``inverse``).
+        weights: (s, P) float32 flat eval-weight vectors, one per draw.
+        context: (n, context_dim) training context (resampled for generation) or None.
+        info: training facts for results.json (steps, wall seconds, acceptance rate, ...).
+    """
+
+    network: int
+    model: Any
+    features: Any
+    weights: np.ndarray
+    context: np.ndarray | None
+    info: dict[str, Any]
+
+
+def _batch_fn(x: np.ndarray, c: np.ndarray | None, batch_size: int, seed: int
+              ) -> Callable[[int], tuple]:
+    """Minibatch of sampler step t as a pure function of (seed, t) (exact resume).
+
+    The batch tuple is ``(x_b, step_seed)`` or ``(x_b, c_b, step_seed)``; the stateless step
+    seed feeds energies that need randomness (the GAN's latent vectors), the same for the
+    current and the proposed state of one step.
+    """
+    from calamp._tf import tf
+
+    n = len(x)
+    per_epoch = max(1, n // batch_size)
+
+    def fn(step: int) -> tuple:
+        epoch, j = divmod(int(step), per_epoch)
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        idx = perm[j * batch_size:(j + 1) * batch_size]
+        sd = tf.constant(np.random.SeedSequence([seed, int(step)]).generate_state(2, np.uint32)
+                         .view(np.int32))
+        xb = tf.constant(x[idx])
+        return (xb, sd) if c is None else (xb, tf.constant(c[idx]), sd)
+
+    return fn
+
+
+def train_network(cfg: RunConfig, k: int, source: Source, *, workdir: Path | None = None
+                  ) -> NetworkDraws:
+    """Train network k on its training set and take ``cfg.draws`` posterior draws.
+
+    VI: one fit, then s frozen weight samples. AdamMCMC/SGLD/SGHMC: a deterministic pre-training
+    fit, then a chain whose thinned states are the draws. Ensemble: s independently initialised
+    fits on the same training set. Checkpoints go to ``workdir`` so an interrupted run resumes.
+    """
+    from calamp.models.base import TrainingError
+
+    train = source.train_sets[k]
+    feats = make_features(cfg, source.kind, train)
+    x = feats.forward(train) if source.kind == "ring" else feats.forward(
+        train.energy, train.incident_energy)
+    x = np.asarray(x, np.float32)
+    c = _context(source.kind, train)
+    cdim = 0 if c is None else c.shape[1]
+    n = len(x)
+    batch = min(cfg.batch_size, n)
+    bayes = "vi" if cfg.method == "vi" else None
+    ckpt = None if workdir is None else Path(workdir) / f"net{k}"
+    info: dict[str, Any] = {"n_train": n, "batch_size": batch}
+    t0 = time.perf_counter()
+
+    def fit(model, tag: str, seed: int) -> dict[str, Any]:
+        try:
+            hist = model.fit(x, c, steps=cfg.train_steps, batch_size=batch,
+                             learning_rate=cfg.learning_rate, seed=seed,
+                             checkpoint_dir=None if ckpt is None else ckpt / tag,
+                             checkpoint_every=max(100, cfg.train_steps // 10),
+                             progress=cfg.progress)
+        except TrainingError as err:
+            msg = f"network {k}: training failed: {err}"
+            raise CalampError(msg) from None
+        loss = hist["loss"]
+        tail = loss[-max(1, len(loss) // 20):]
+        return {"final_loss": float(np.mean(tail)), "wall_seconds": hist["wall_seconds"],
+                "steps": cfg.train_steps, "resumed_from": hist["resumed_from"]}
+
+    if cfg.method == "ensemble":
+        model = None
+        weights = []
+        fits = []
+        for i in range(cfg.draws):
+            m = build_model(cfg, x.shape[1], cdim, bayesian=None, n_train=n,
+                            seed=derive_seed(cfg.seed, "init", k, i))
+            fits.append(fit(m, f"member{i}", derive_seed(cfg.seed, "fit", k, i)))
+            weights.append(m.get_eval_weights())
+            model = m
+        info["fit"] = fits
+        weights = np.stack(weights)
+    else:
+        model = build_model(cfg, x.shape[1], cdim, bayesian=bayes, n_train=n,
+                            seed=derive_seed(cfg.seed, "init", k))
+        info["fit"] = fit(model, "fit", derive_seed(cfg.seed, "fit", k))
+        info["n_params"] = int(sum(int(np.prod(v.shape)) for v in model.trainable_variables))
+        if cfg.method == "vi":
+            weights = []
+            for i in range(cfg.draws):
+                model.freeze_draw(derive_seed(cfg.seed, "draw", k, i))
+                weights.append(model.get_eval_weights())
+            weights = np.stack(weights)
+        else:
+            weights, chain_info = _run_sampler(cfg, k, model, x, c, batch, ckpt)
+            info["chain"] = chain_info
+    info["wall_seconds"] = time.perf_counter() - t0
+    return NetworkDraws(k, model, feats, np.asarray(weights, np.float32), c, info)
+
+
+def _run_sampler(cfg: RunConfig, k: int, model: Any, x: np.ndarray, c: np.ndarray | None,
+                 batch: int, ckpt: Path | None) -> tuple[np.ndarray, dict[str, Any]]:
+    from calamp.bayes.samplers import SGHMC, SGLD, AdamMCMC, run_chain
+
+    n = len(x)
+    adversarial = getattr(model, "adversarial_energy", None)
+
+    def energy(*b):
+        """U(θ) = N · (mean per-event loss of the batch): −log p for likelihood models, the
+        generator's adversarial loss for the GAN (a Bayesian-GAN-style posterior)."""
+        xb, cb, sd = (b[0], None, b[1]) if len(b) == 2 else b
+        if adversarial is not None:
+            return adversarial(xb, cb, seed=sd) * n
+        return model.nll(xb, cb) * n
+
+    variables = list(model.trainable_variables)
+    seed = derive_seed(cfg.seed, "sampler", k)
+    common = dict(inverse_temperature=cfg.inverse_temperature, seed=seed)
+    if cfg.method == "adammcmc":
+        # Adam's moments adapt during burn-in and are frozen afterwards, which keeps the
+        # Metropolis-Hastings chain exact (the reference code never freezes them).
+        sampler = AdamMCMC(variables, energy, lr=cfg.sampler_lr, sigma=cfg.sigma,
+                           adapt_steps=cfg.burn_in or None, **common)
+    elif cfg.method == "sgld":
+        sampler = SGLD(variables, energy, lr=cfg.sampler_lr, **common)
+    else:
+        sampler = SGHMC(variables, energy, lr=cfg.sampler_lr, friction=cfg.friction, **common)
+    steps = cfg.effective_mcmc_steps
+    t0 = time.perf_counter()
+    res = run_chain(sampler, _batch_fn(x, c, batch, seed), n_steps=steps, burn_in=cfg.burn_in,
+                    thin=cfg.thin, progress=cfg.progress,
+                    checkpoint_dir=None if ckpt is None else ckpt / "chain",
+                    checkpoint_every=max(50, steps // 10))
+    samples = res.samples[-cfg.draws:]
+    info = {"steps": steps, "burn_in": cfg.burn_in, "thin": cfg.thin,
+            "acceptance_rate": res.acceptance_rate, "n_nonfinite": res.n_nonfinite,
+            "wall_seconds": time.perf_counter() - t0}
+    if res.n_nonfinite:
+        print(f"calamp: network {k}: {res.n_nonfinite} sampler steps met NaN/inf and were "
+              "rejected", file=sys.stderr)
+    return samples, info
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. generation into histograms
+# ------------------------------------------------------------------------------------------------
+def _decode(kind: str, feats: Any, chunk: np.ndarray, ctx: np.ndarray | None) -> Any:
+    if kind == "ring":
+        return feats.inverse(chunk)
+    e_inc = (np.full(len(chunk), 50.0, np.float32) if ctx is None
+             else (50.0 * np.exp(ctx[:, 0])).astype(np.float32))
+    images = feats.inverse(chunk, e_inc)
+    return ShowerSet(images, e_inc, source="generated")
+
+
+def _gen_context(nd: NetworkDraws, n: int, seed: int) -> np.ndarray | None:
+    if nd.context is None:
+        return None
+    idx = np.random.default_rng(seed).integers(0, len(nd.context), n)
+    return nd.context[idx]
+
+
+def fill_network(cfg: RunConfig, nd: NetworkDraws, kind: str, binnings: Mapping[str, Binning]
+                 ) -> dict[str, Any]:
+    """Generate ``cfg.generated`` events for every draw of one network into its histograms.
+
+    Returns:
+        ``{"counts": {key: (s, B)}, "n_filled": (s,), "mean_image": (s, ny, nx) or None,
+        "wall_seconds": float}``.
+    """
+    hset = HistogramSet(binnings, 1, len(nd.weights))
+    names = tuple({_split_key(k)[0] for k in binnings})
+    mean_images = None
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(nd.weights), disable=not cfg.progress,
+               desc=f"generate net {nd.network}")
+    for i, w in enumerate(nd.weights):
+        nd.model.set_eval_weights(w)
+        seed = derive_seed(cfg.seed, "generate", nd.network, i)
+        ctx = _gen_context(nd, cfg.generated, derive_seed(cfg.seed, "context", nd.network, i))
+        start = 0
+        for chunk in nd.model.sample_chunks(cfg.generated, ctx, seed=seed,
+                                            chunk_size=cfg.chunk_size):
+            cchunk = None if ctx is None else ctx[start:start + len(chunk)]
+            start += len(chunk)
+            events = _decode(kind, nd.features, chunk, cchunk)
+            obs = event_observables(kind, events, None if kind == "ring" else names)
+            hset.fill(0, i, {key: obs[_split_key(key)[0]] for key in binnings})
+            if kind == "showers":
+                if mean_images is None:
+                    mean_images = np.zeros((len(nd.weights), *events.shape))
+                mean_images[i] += events.energy.sum(axis=0, dtype=np.float64)
+        if mean_images is not None:
+            mean_images[i] /= cfg.generated
+        bar.update(1)
+    bar.close()
+    return {
+        "counts": {key: h.counts[0] for key, h in hset.items()},
+        "n_filled": next(iter(hset.values())).n_filled[0],
+        "mean_image": mean_images,
+        "wall_seconds": time.perf_counter() - t0,
+    }
+
+
+def write_samples(path: str | Path, networks: list[NetworkDraws], kind: str, n: int, *,
+                  seed: int = 0, overwrite: bool = False) -> Path:
+    """Write ``n`` generated showers for every draw of every network to a ROOT file.
+
+    The TTree ``showers`` has the dense ``energy`` layout of the input contract plus
+    ``incident_energy`` and int32 ``network`` and ``draw`` branches, so an analysis can run its
+    own selection on every posterior draw and see the spread.
+    """
+    from calamp import io
+
+    if kind != "showers":
+        msg = "write_samples needs a shower job (not the ring toy)"
+        raise CalampError(msg)
+    sets, net_idx, draw_idx = [], [], []
+    for nd in networks:
+        for i, w in enumerate(nd.weights):
+            nd.model.set_eval_weights(w)
+            ctx = _gen_context(nd, n, derive_seed(seed, "context", nd.network, 10_000 + i))
+            x = nd.model.sample(n, ctx, seed=derive_seed(seed, "samples", nd.network, i)).numpy()
+            sets.append(_decode(kind, nd.features, x, ctx))
+            net_idx.append(np.full(n, nd.network, np.int32))
+            draw_idx.append(np.full(n, i, np.int32))
+    allsets = ShowerSet.concatenate(sets)
+    return Path(io.write_showers(path, allsets, overwrite=overwrite,
+                                 extra_branches={"network": np.concatenate(net_idx),
+                                                 "draw": np.concatenate(draw_idx)}))
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. statistics
+# ------------------------------------------------------------------------------------------------
+def verdict(n_prime: float, n_eq: float) -> str:
+    """Closure verdict: does the Bayesian n' agree with the JSD-equivalent n_eq (factor 2)?"""
+    if not (np.isfinite(n_prime) and np.isfinite(n_eq)) or n_eq <= 0:
+        return "undetermined"
+    r = n_prime / n_eq
+    if r > 2.0:
+        return "n' too high (over-confident)"
+    if r < 0.5:
+        return "n' too low (under-confident)"
+    return "closes"
+
+
+def analyse(cfg: RunConfig, key: str, binning: Binning, fractions: np.ndarray,
+            truth: np.ndarray, train_fractions: np.ndarray, n_train: int) -> dict[str, Any]:
+    """All statistics of one observable binning.
+
+    Args:
+        fractions: (K, s, B) per-draw bin fractions.
+        truth: (B,) truth bin probabilities.
+        train_fractions: (K, B) bin fractions of the training sets.
+        n_train: training-set size n.
+    """
+    from calamp import stats
+
+    name, nq = _split_key(key)
+    g = cfg.generated
+    amp = stats.amplification(fractions, n_generated=g)
+    # The noise-corrected estimate subtracts the multinomial variance of g generated events
+    # from the spread over draws. Where that noise dominates (many bins floored), the
+    # difference is meaningless and the raw estimate (which is capped near g) is reported.
+    floored = float(np.mean(np.asarray(amp.n_floored, float))) / binning.n_bins
+    use_raw = floored > _MAX_FLOORED
+    n_prime = np.asarray(amp.total_raw if use_raw else amp.total, float)
+    per_bin = amp.per_bin_raw if use_raw else amp.per_bin
+    used = (f"raw: the generation noise of g = {g} events dominates the spread in "
+            f"{100 * floored:.0f}% of the bins, so the corrected estimate is unreliable "
+            "(raise --generated)") if use_raw else (
+            f"noise-corrected for g = {g} generated events per draw")
+    out: dict[str, Any] = {
+        "observable": name,
+        "n_quantiles": nq,
+        "n_bins": int(binning.n_bins),
+        "shape": list(binning.shape),
+        "edges": [e.tolist() for e in binning.edges],
+        "truth": truth.tolist(),
+        "amplification": {
+            "n_prime": n_prime.tolist(),
+            "n_prime_raw": np.asarray(amp.total_raw).tolist(),
+            "n_prime_corrected": np.asarray(amp.total).tolist(),
+            "factor": (n_prime / n_train).tolist(),
+            "factor_raw": (np.asarray(amp.total_raw) / n_train).tolist(),
+            "mean_factor": float(np.mean(n_prime) / n_train),
+            "mean_factor_raw": float(np.mean(amp.total_raw) / n_train),
+            "estimate_used": used,
+            "corrected": not use_raw,
+            "form": amp.form,
+            "n_masked": np.asarray(amp.n_masked).tolist(),
+            "n_floored": np.asarray(amp.n_floored).tolist(),
+            "per_bin_mean": np.nanmean(per_bin, axis=0).tolist(),
+        },
+    }
+    if cfg.bootstrap >= 2:
+        boot = stats.bootstrap_amplification(fractions, None if use_raw else g,
+                                             n_boot=cfg.bootstrap,
+                                             seed=derive_seed(cfg.seed, "bootstrap"))
+        out["amplification"]["bootstrap"] = {
+            "n_prime_std": boot.std, "n_prime_low": boot.low, "n_prime_high": boot.high,
+            "factor_std": boot.std / n_train,
+        }
+    grid = tuple(binning.shape) if len(binning.shape) == 2 else None
+    cov = stats.coverage(fractions, truth, grid_shape=grid)
+    out["coverage"] = cov.to_dict()
+    if cfg.bootstrap >= 2:
+        cb = stats.bootstrap_coverage(fractions, truth, n_boot=cfg.bootstrap,
+                                      seed=derive_seed(cfg.seed, "bootstrap"))
+        out["coverage"]["band_low"] = np.asarray(cb.low).tolist()
+        out["coverage"]["band_high"] = np.asarray(cb.high).tolist()
+        out["coverage"]["mad_std"] = None if cb.mad is None else float(cb.mad.std)
+    clo = stats.closure(fractions, truth, n_train, seed=derive_seed(cfg.seed, "closure"))
+    jsd_train = np.asarray(stats.jsd(train_fractions, truth))
+    ess_train = stats.equivalent_sample_size(jsd_train, truth,
+                                             seed=derive_seed(cfg.seed, "closure"))
+    n_prime_mean = float(np.mean(n_prime))
+    n_eq_mean = float(np.exp(np.mean(np.log(np.maximum(np.asarray(clo.n_eq), 1e-300)))))
+    out["closure"] = clo.to_dict()
+    out["closure"].update({
+        "jsd_train": jsd_train.tolist(),
+        "n_eq_train": np.asarray(ess_train.n_eq).tolist(),
+        "generated_closer_than_train": (np.asarray(clo.jsd) < jsd_train).tolist(),
+        "n_prime_mean": n_prime_mean,
+        "n_eq_geomean": n_eq_mean,
+        "verdict": verdict(n_prime_mean, n_eq_mean),
+    })
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# the whole job
+# ------------------------------------------------------------------------------------------------
+def _versions() -> dict[str, str]:
+    import awkward
+    import boost_histogram
+    import hist
+    import mplhep
+    import scipy
+    import uproot
+
+    from calamp._tf import tf, tf_keras, tfp
+
+    return {"calamp": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "scipy": scipy.__version__, "tensorflow": tf.__version__,
+            "tensorflow_probability": tfp.__version__, "tf_keras": tf_keras.__version__,
+            "uproot": uproot.__version__, "awkward": awkward.__version__,
+            "boost_histogram": boost_histogram.__version__, "hist": hist.__version__,
+            "mplhep": mplhep.__version__}
+
+
+def _prepare_out(out: Path, cfg: RunConfig, overwrite: bool, resume: bool) -> None:
+    """Create the results folder; never replace one without ``--overwrite``."""
+    cfg_file = out / "config.json"
+    if out.exists() and any(out.iterdir()):
+        if resume:
+            if not cfg_file.exists():
+                msg = f"--resume: {out} holds no calamp run (no config.json)"
+                raise OutputExistsError(msg)
+            old = json.loads(cfg_file.read_text())
+            new = json.loads(json.dumps(cfg.to_dict()))
+            ignore = {"progress", "plots"}
+            diff = sorted(k for k in new if k not in ignore and old.get(k) != new[k])
+            if diff:
+                msg = (f"--resume: options differ from the run in {out}: {', '.join(diff)}; "
+                       "use the same options or a new --out")
+                raise OutputExistsError(msg)
+            return
+        if not overwrite:
+            msg = (f"output folder {out} exists; pass --overwrite to replace it, --resume to "
+                   "continue it, or choose another --out")
+            raise OutputExistsError(msg)
+        if not (out / _MARKER).exists():
+            msg = (f"--overwrite: {out} was not made by calamp (no {_MARKER} file); "
+                   "refusing to delete it")
+            raise OutputExistsError(msg)
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / _MARKER).write_text("calamp results folder\n")
+    from calamp.outputs import write_json
+
+    write_json(cfg_file, cfg.to_dict())
+
+
+def estimate_seconds(cfg: RunConfig, n_train: int, dim: int) -> float:
+    """Rough wall time on 2 CPU cores, from per-step and per-event costs measured with
+    ``benchmarks/`` (order of magnitude only; printed at start)."""
+    step = {"flow": 4e-5, "maf": 4e-5, "cnf": 1.5e-5, "gan": 3e-5}[cfg.model]
+    step *= cfg.batch_size * max(1.0, dim / 10) * (cfg.layers / 4) * (cfg.hidden / 64)
+    gen = {"flow": 2e-6, "maf": 2e-6 * dim, "cnf": 1e-4, "gan": 1e-6}[cfg.model] * max(1, dim / 10)
+    steps = cfg.train_steps * (cfg.draws if cfg.method == "ensemble" else 1)
+    if cfg.method in ("adammcmc", "sgld", "sghmc"):
+        steps += cfg.effective_mcmc_steps * (3 if cfg.method == "adammcmc" else 1)
+    per_net = steps * step + cfg.draws * cfg.generated * (gen + 2e-5)
+    return cfg.networks * per_net + 20.0
+
+
+def run_job(cfg: RunConfig, input_path: str | Path | None = None, out: str | Path = "calamp-results",
+            *, overwrite: bool = False, resume: bool = False, showers: ShowerSet | None = None,
+            client: Any = None) -> dict[str, Any]:
+    """Run the whole job and write ``results.json``, ``results.root``, ``results.npz`` and
+    figures to ``out``. Returns the results dictionary (as written to JSON).
+
+    Args:
+        cfg: the configuration.
+        input_path: shower ROOT file (not needed for ``cfg.toy``).
+        out: results folder (created; never replaced without ``overwrite``).
+        resume: continue an interrupted run in ``out`` (same options).
+        showers: a ShowerSet to use instead of reading ``input_path`` (Python API).
+        client: a ``dask.distributed.Client`` (or use ``cfg.scheduler``) to run networks on
+            workers; ``None`` runs everything in this process.
+    """
+    from calamp.outputs import write_json
+
+    t_start = time.perf_counter()
+    out = Path(out)
+    if cfg.scheduler is not None and client is None:
+        msg = "option --scheduler: dask scale-out is not available in this version"
+        raise CalampError(msg)
+    source = prepare_source(cfg, input_path, showers)
+    _prepare_out(out, cfg, overwrite, resume)
+    dim = 2 if source.kind == "ring" else int(np.prod(source.train_sets[0].shape)) + 1
+    est = estimate_seconds(cfg, source.n_train, dim)
+    print(f"calamp: {cfg.networks} networks x {cfg.draws} draws x {cfg.generated} events, "
+          f"model {cfg.model}, method {cfg.method}; estimated time ~{est / 60:.0f} min "
+          f"({est:.0f} s) on 2 CPU cores", file=sys.stderr)
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    truth_obs = event_observables(source.kind, source.truth)
+    binnings = make_binnings(cfg, source.kind, truth_obs)
+    truth = {key: b.truth_fractions(truth_obs[_split_key(key)[0]]) for key, b in binnings.items()}
+    train_fr = {key: np.stack([b.fractions(event_observables(source.kind, t)[_split_key(key)[0]])
+                               for t in source.train_sets]) for key, b in binnings.items()}
+    timings["binning_seconds"] = time.perf_counter() - t0
+
+    from calamp.bayes.store import DrawStore
+
+    store = DrawStore(out / "draws")
+    work = out / "checkpoints"
+    per_net: list[dict[str, Any]] = []
+    nets: list[NetworkDraws] = []
+    for k in range(cfg.networks):
+        part = out / "partial" / f"net{k}.npz"
+        info_path = out / "partial" / f"net{k}.json"
+        nd = train_network(cfg, k, source, workdir=work)
+        if k not in store.networks():
+            store.save(k, nd.weights, {"method": cfg.method, "model": nd.model.config(),
+                                       "features": nd.features.to_dict(), "seed": cfg.seed,
+                                       "config": cfg.to_dict(), "info": nd.info},
+                       overwrite=resume)
+        nets.append(nd)
+        if resume and part.exists() and info_path.exists():
+            data = np.load(part)
+            filled = {"counts": {key: data[f"counts/{key}"] for key in binnings},
+                      "n_filled": data["n_filled"],
+                      "mean_image": data["mean_image"] if "mean_image" in data else None,
+                      "wall_seconds": json.loads(info_path.read_text())["generate_seconds"]}
+        else:
+            filled = fill_network(cfg, nd, source.kind, binnings)
+            part.parent.mkdir(parents=True, exist_ok=True)
+            arrays = {f"counts/{key}": v for key, v in filled["counts"].items()}
+            arrays["n_filled"] = filled["n_filled"]
+            if filled["mean_image"] is not None:
+                arrays["mean_image"] = filled["mean_image"]
+            np.savez(part, **arrays)
+            write_json(info_path, {"generate_seconds": filled["wall_seconds"], **nd.info})
+        nd.info["generate_seconds"] = filled["wall_seconds"]
+        per_net.append(filled)
+        print(f"calamp: network {k + 1}/{cfg.networks} done "
+              f"({time.perf_counter() - t_start:.0f} s so far)", file=sys.stderr)
+
+    t0 = time.perf_counter()
+    results: dict[str, Any] = {
+        "calamp_version": __version__,
+        "versions": _versions(),
+        "config": cfg.to_dict(),
+        "seeds": {"master": cfg.seed, "derivation": "numpy SeedSequence([seed, purpose, "
+                  "network, draw]); purposes: " + ", ".join(_PURPOSES)},
+        "data": {**source.notes, "kind": source.kind, "n_train": source.n_train,
+                 "n_networks": cfg.networks, "n_draws": cfg.draws,
+                 "n_generated_per_draw": cfg.generated},
+        "networks": [nd.info for nd in nets],
+        "binnings": {},
+    }
+    arrays: dict[str, np.ndarray] = {}
+    records = []
+    for key, b in binnings.items():
+        counts = np.stack([pn["counts"][key] for pn in per_net]).astype(np.float64)
+        n_filled = np.stack([pn["n_filled"] for pn in per_net]).astype(np.float64)
+        fractions = counts / n_filled[:, :, None]
+        res = analyse(cfg, key, b, fractions, truth[key], train_fr[key], source.n_train)
+        results["binnings"][key] = res
+        arrays[f"fractions/{key}"] = fractions
+        arrays[f"truth/{key}"] = truth[key]
+        arrays[f"train/{key}"] = train_fr[key]
+        edges = b.edges[0] if len(b.shape) == 1 else None
+        records.append({"path": key.replace("/", "/"), "edges": edges, "label": key,
+                        "truth": truth[key], "draws": fractions,
+                        "amp_per_bin": np.asarray(res["amplification"]["per_bin_mean"],
+                                                  dtype=float)})
+    if source.kind == "showers" and per_net[0]["mean_image"] is not None:
+        arrays["mean_image"] = np.stack([pn["mean_image"] for pn in per_net])
+        arrays["truth_mean_image"] = source.truth.energy.mean(axis=0)
+    timings["statistics_seconds"] = time.perf_counter() - t0
+    results["summary"] = summary_rows(results)
+
+    from calamp.outputs import write_root
+
+    np.savez_compressed(out / "results.npz", **arrays)
+    write_root(out / "results.root", records)
+    if cfg.write_samples > 0 and source.kind == "showers":
+        t0 = time.perf_counter()
+        write_samples(out / "samples.root", nets, source.kind, cfg.write_samples,
+                      seed=cfg.seed, overwrite=True)
+        timings["write_samples_seconds"] = time.perf_counter() - t0
+    if cfg.plots:
+        t0 = time.perf_counter()
+        from calamp.report import make_figures
+
+        results["figures"] = [str(p.relative_to(out)) for p in make_figures(results, arrays,
+                                                                             out / "figures")]
+        timings["plot_seconds"] = time.perf_counter() - t0
+    timings["total_seconds"] = time.perf_counter() - t_start
+    results["timings"] = timings
+    write_json(out / "results.json", results)
+    print(format_summary(results), file=sys.stderr)
+    return results
+
+
+def summary_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per observable binning: n', amplification, MAD, closure n_eq and verdict."""
+    rows = []
+    n = results["data"]["n_train"]
+    for key, r in results["binnings"].items():
+        rows.append({
+            "binning": key,
+            "n_bins": r["n_bins"],
+            "n_prime": r["closure"]["n_prime_mean"],
+            "amplification": r["amplification"]["mean_factor"],
+            "amplification_raw": r["amplification"]["mean_factor_raw"],
+            "mad": r["coverage"]["mad"],
+            "n_eq": r["closure"]["n_eq_geomean"],
+            "true_amplification": r["closure"]["n_eq_geomean"] / n,
+            "verdict": r["closure"]["verdict"],
+        })
+    return rows
+
+
+def format_summary(results: Mapping[str, Any]) -> str:
+    """The one-screen table printed at the end of a job."""
+    head = (f"{'binning':<18}{'B':>6}{'n_prime':>11}{'A=n/n':>9}{'A_raw':>9}{'MAD':>7}"
+            f"{'n_eq':>11}{'A_true':>9}  verdict")
+    lines = [f"calamp results (n = {results['data']['n_train']} training events per network)",
+             head, "-" * len(head)]
+    for row in results["summary"]:
+        lines.append(f"{row['binning']:<18}{row['n_bins']:>6}{row['n_prime']:>11.4g}"
+                     f"{row['amplification']:>9.3g}{row['amplification_raw']:>9.3g}"
+                     f"{row['mad']:>7.3f}{row['n_eq']:>11.4g}{row['true_amplification']:>9.3g}"
+                     f"  {row['verdict']}")
+    return "\n".join(lines)

@@ -1,0 +1,171 @@
+"""Figures of a finished job, made only from its results (``results.json`` + ``results.npz``).
+
+``make_figures(results, arrays, folder)`` is called at the end of :func:`calamp.pipeline.run_job`;
+``python -m calamp.report RESULTS_FOLDER`` redraws them later without touching the networks.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["make_figures", "load_results", "main"]
+
+
+def _label(name: str) -> str:
+    if name in ("ring", "r", "phi"):
+        return {"ring": r"$(r, \phi)$ cell", "r": "$r$", "phi": r"$\phi$ [rad]"}[name]
+    from calamp.observables import observable_info
+
+    try:
+        info = observable_info(name)
+    except (KeyError, ValueError):
+        return name
+    return info.label
+
+
+def load_results(folder: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read ``results.json`` and ``results.npz`` of a results folder."""
+    folder = Path(folder)
+    results = json.loads((folder / "results.json").read_text())
+    with np.load(folder / "results.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    return results, arrays
+
+
+def make_figures(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+                 folder: str | Path) -> list[Path]:
+    """Draw every figure of a job into ``folder`` (PDF + PNG); returns the PNG paths.
+
+    Figures: per observable the finest binning with truth, training data and the posterior band
+    of network 0 (ratio panel and per-bin amplification below); amplification vs number of bins;
+    calibration curves per number of bins; closure (Bayesian vs JSD amplification); the mean
+    shower image and its relative posterior spread.
+    """
+    import matplotlib.pyplot as plt
+
+    from calamp import plotting
+
+    plotting.use_style()
+    folder = Path(folder)
+    n_train = results["data"]["n_train"]
+    kind = results["data"]["kind"]
+    by_obs: dict[str, dict[int, str]] = defaultdict(dict)
+    for key, r in results["binnings"].items():
+        by_obs[r["observable"]][r["n_quantiles"]] = key
+    pngs: list[Path] = []
+    right = f"n = {n_train}, {results['config']['model']} + {results['config']['method']}"
+
+    # 1. observables with posterior bands (finest 1D binning)
+    for obs, keys in by_obs.items():
+        key = keys[max(keys)]
+        r = results["binnings"][key]
+        if len(r["shape"]) != 1:
+            continue
+        fr = arrays[f"fractions/{key}"]
+        edges = np.asarray(r["edges"][0])
+        fig, (ax, rax, aax) = plt.subplots(3, 1, figsize=(7, 9), sharex=True,
+                                           gridspec_kw={"height_ratios": [3, 1.2, 1.2]})
+        plotting.plot_observable(edges, np.asarray(r["truth"]), fr[0].mean(0), fr[0].std(0, ddof=1),
+                                 xlabel="", train=arrays[f"train/{key}"][0], ax=ax, ratio_ax=rax,
+                                 model_label="Network 0: posterior mean ± std")
+        plotting.plot_amplification_per_bin(edges, r["amplification"]["per_bin_mean"],
+                                            n_train=n_train, xlabel=_label(obs), ax=aax)
+        rax.set_xlabel("")
+        plotting.label_axes(ax, "Simulation", right)
+        fig.align_ylabels()
+        pngs.append(plotting.save_figure(fig, folder / f"observable_{obs}")[1])
+
+    # 2. amplification vs number of bins
+    fig, ax = plt.subplots()
+    for obs, keys in by_obs.items():
+        nq = sorted(keys)
+        nb = [results["binnings"][keys[q]]["n_bins"] for q in nq]
+        f = [np.asarray(results["binnings"][keys[q]]["amplification"]["factor"], float) for q in nq]
+        plotting.plot_amplification_vs_bins(nb, [np.nanmean(v) for v in f],
+                                            lo=[np.nanmin(v) for v in f],
+                                            hi=[np.nanmax(v) for v in f], label=obs, ax=ax)
+    ax.legend(ncol=2, fontsize=10, loc="best")
+    plotting.label_axes(ax, "Simulation", right)
+    pngs.append(plotting.save_figure(fig, folder / "amplification_vs_bins")[1])
+
+    # 3. calibration curves, one figure per number of quantiles
+    nqs = sorted({q for keys in by_obs.values() for q in keys})
+    for q in nqs:
+        fig, ax = plt.subplots()
+        for j, (obs, keys) in enumerate(by_obs.items()):
+            if q not in keys:
+                continue
+            cov = results["binnings"][keys[q]]["coverage"]
+            band = ((cov["band_low"], cov["band_high"]) if cov.get("band_low") is not None
+                    else None)
+            plotting.plot_calibration(np.asarray(cov["levels"]), np.asarray(cov["empirical"]),
+                                      band=band, ax=ax, color=f"C{j % 10}",
+                                      label=f"{obs} (MAD {cov['mad']:.3f})")
+        ax.legend(fontsize=9, ncol=1, loc="upper left")
+        plotting.label_axes(ax, "Simulation", f"{q} quantiles per axis")
+        pngs.append(plotting.save_figure(fig, folder / f"calibration_q{q}")[1])
+
+    # 4. closure: Bayesian vs 'true' amplification
+    fig, ax = plt.subplots()
+    lo, hi = np.inf, 0.0
+    for j, (obs, keys) in enumerate(by_obs.items()):
+        xs, ys = [], []
+        for q in sorted(keys):
+            r = results["binnings"][keys[q]]
+            xs.append(r["closure"]["n_eq_geomean"] / n_train)
+            ys.append(r["closure"]["n_prime_mean"] / n_train)
+        ax.plot(xs, ys, "o-", color=f"C{j % 10}", label=obs, ms=5)
+        vals = np.asarray(xs + ys, float)
+        vals = vals[np.isfinite(vals) & (vals > 0)]
+        if vals.size:
+            lo, hi = min(lo, vals.min()), max(hi, vals.max())
+    if np.isfinite(lo) and hi > 0:
+        d = np.array([lo / 2, hi * 2])
+        ax.plot(d, d, color="grey", ls="--", lw=1, label="diagonal")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"JSD closure amplification $n_{eq}/n$")
+    ax.set_ylabel(r"Bayesian amplification $n'/n$")
+    ax.legend(fontsize=9, ncol=2, loc="upper left")
+    plotting.label_axes(ax, "Simulation", right)
+    pngs.append(plotting.save_figure(fig, folder / "closure")[1])
+
+    # 5. mean shower image and relative posterior spread
+    if kind == "showers" and "mean_image" in arrays:
+        mi = np.asarray(arrays["mean_image"])[0]  # (s, ny, nx) of network 0
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 5.5))
+        plotting.plot_shower_image(mi.mean(0), ax=a1, label="Mean cell energy [GeV]")
+        rel = mi.std(0, ddof=1) / np.where(mi.mean(0) > 0, mi.mean(0), np.nan)
+        plotting.plot_shower_image(rel, ax=a2, label="Posterior std / mean", log=True)
+        a1.set_title("Generated mean shower (network 0)", fontsize=13)
+        a2.set_title("Relative posterior spread", fontsize=13)
+        fig.tight_layout()
+        pngs.append(plotting.save_figure(fig, folder / "mean_shower")[1])
+    return pngs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m calamp.report FOLDER``: redraw the figures of a results folder."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m calamp.report RESULTS_FOLDER", file=sys.stderr)
+        return 2
+    folder = Path(argv[0])
+    if not (folder / "results.json").is_file() or not (folder / "results.npz").is_file():
+        print(f"calamp: error: {folder} has no results.json/results.npz", file=sys.stderr)
+        return 2
+    results, arrays = load_results(folder)
+    for p in make_figures(results, arrays, folder / "figures"):
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

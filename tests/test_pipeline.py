@@ -1,0 +1,164 @@
+"""End-to-end runs of the main job on tiny settings: outputs, schema, ROOT read-back, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import uproot
+
+from calamp import pipeline
+from calamp.config import make_config
+from calamp.io import write_showers
+from calamp.schema import SchemaError, validate_results
+from calamp.simulate import photon_showers
+
+# Smallest settings that still run every stage (2 networks x 4 draws); the numbers are not
+# meant to be meaningful, only consistent.
+TINY = dict(networks=2, draws=4, generated=1_000, train_steps=30, batch_size=100,
+            truth_events=5_000, n_quantiles=(3, 5), hidden=16, layers=2, bootstrap=5,
+            chunk_size=600, progress=False)
+
+
+@pytest.fixture(scope="module")
+def shower_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "small.root"
+    write_showers(path, photon_showers(400, seed=3), provenance={"energy": 50.0})
+    return path
+
+
+@pytest.fixture(scope="module")
+def ring_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ring") / "res"
+    cfg = make_config(TINY, dict(toy="ring", method="adammcmc", model="flow", n_train=500,
+                                 mcmc_steps=40, burn_in=8))
+    results = pipeline.run_job(cfg, out=out)
+    return out, results
+
+
+@pytest.fixture(scope="module")
+def shower_run(tmp_path_factory, shower_file):
+    out = tmp_path_factory.mktemp("showers") / "res"
+    cfg = make_config(TINY, dict(observables=("e_total", "n_hit", "x_width"), write_samples=3))
+    results = pipeline.run_job(cfg, shower_file, out=out)
+    return out, results
+
+
+def _check_root_matches_json(out, results):
+    with uproot.open(out / "results.root") as f:
+        for key, b in results["binnings"].items():
+            truth = f[f"{key}/truth"].values().ravel()
+            np.testing.assert_allclose(truth, b["truth"], rtol=1e-12)
+            amp = f[f"{key}/amplification"].values()
+            per_bin = np.nan_to_num(np.asarray(b["amplification"]["per_bin_mean"], float))
+            np.testing.assert_allclose(amp, per_bin, rtol=1e-12)
+            post = f[f"{key}/posterior_net0"]
+            draws = f[f"{key}/draws_net0"].values()  # (B, s)
+            assert draws.shape == (b["n_bins"], results["data"]["n_draws"])
+            np.testing.assert_allclose(post.values(), draws.mean(axis=1), rtol=1e-12)
+            np.testing.assert_allclose(post.errors(), draws.std(axis=1, ddof=1), rtol=1e-10)
+
+
+def test_ring_outputs_and_schema(ring_run):
+    out, results = ring_run
+    for name in ("results.json", "results.root", "results.npz", "config.json"):
+        assert (out / name).is_file()
+    on_disk = json.loads((out / "results.json").read_text())
+    validate_results(on_disk)
+    assert set(on_disk["binnings"]) == {"ring/q3", "ring/q5", "r/q3", "r/q5", "phi/q3", "phi/q5"}
+    assert on_disk["binnings"]["ring/q5"]["n_bins"] == 25
+    # the (r, phi) grid coverage has the per-axis MADs
+    assert len(on_disk["binnings"]["ring/q5"]["coverage"]["mad_axis"]) == 2
+    assert on_disk["data"]["truth_is_exact"] is True
+    chains = [n["chain"] for n in on_disk["networks"]]
+    assert all(0.0 <= c["acceptance_rate"] <= 1.0 for c in chains)
+    _check_root_matches_json(out, on_disk)
+
+
+def test_ring_truth_fractions_are_equiprobable(ring_run):
+    _, results = ring_run
+    truth = np.asarray(results["binnings"]["ring/q5"]["truth"])
+    # quantile grid of a 5,000-point truth sample, independent axes: each cell ~ 1/25 with
+    # a multinomial std sqrt(p(1-p)/N) ~ 0.0028; allow 5 sigma.
+    assert np.all(np.abs(truth - 1 / 25) < 5 * np.sqrt(1 / 25 * 24 / 25 / 5_000))
+
+
+def test_shower_outputs(shower_run):
+    out, results = shower_run
+    validate_results(json.loads((out / "results.json").read_text()))
+    _check_root_matches_json(out, results)
+    assert "simulator" in results["data"]["training_sets"]
+    # every figure is a real, non-empty PNG of a sensible size
+    from PIL import Image
+
+    assert results["figures"]
+    for rel in results["figures"]:
+        with Image.open(out / rel) as im:
+            w, h = im.size
+            assert w >= 400 and h >= 300
+            arr = np.asarray(im.convert("L"), float)
+            assert arr.std() > 5  # not blank
+    # generated samples for downstream analyses: 3 showers per draw per network
+    with uproot.open(out / "samples.root") as f:
+        t = f["showers"]
+        arrays = t.arrays(["energy", "draw", "network", "incident_energy"], library="np")
+        assert len(arrays["draw"]) == 2 * 4 * 3
+        assert set(arrays["network"].tolist()) == {0, 1}
+        assert np.all(arrays["energy"] >= 0)
+
+
+def test_validate_results_rejects_broken(ring_run):
+    _, results = ring_run
+    broken = json.loads(json.dumps(results, default=float))
+    del broken["binnings"]["ring/q3"]["closure"]["n_eq"]
+    with pytest.raises(SchemaError, match="n_eq"):
+        validate_results(broken)
+
+
+def test_existing_output_is_not_overwritten(ring_run):
+    out, _ = ring_run
+    cfg = make_config(TINY, dict(toy="ring"))
+    before = (out / "results.json").read_bytes()
+    with pytest.raises(pipeline.OutputExistsError, match="--overwrite"):
+        pipeline.run_job(cfg, out=out)
+    assert (out / "results.json").read_bytes() == before
+
+
+def test_overwrite_refuses_foreign_folder(tmp_path):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    cfg = make_config(TINY, dict(toy="ring"))
+    with pytest.raises(pipeline.OutputExistsError, match="not made by calamp"):
+        pipeline.run_job(cfg, out=foreign, overwrite=True)
+    assert (foreign / "thesis.tex").read_text() == "precious"
+
+
+def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch):
+    cfg = make_config(TINY, dict(toy="ring", method="vi", n_train=400, n_quantiles=(4,),
+                                 plots=False))
+    full = pipeline.run_job(cfg, out=tmp_path / "full")
+
+    calls = {"n": 0}
+    real_fill = pipeline.fill_network
+
+    def interrupted(cfg_, nd, *args, **kwargs):
+        if nd.network == 1 and calls["n"] == 0:
+            calls["n"] += 1
+            raise KeyboardInterrupt
+        return real_fill(cfg_, nd, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "fill_network", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_job(cfg, out=tmp_path / "resumed")
+    assert not (tmp_path / "resumed" / "results.json").exists()
+    resumed = pipeline.run_job(cfg, out=tmp_path / "resumed", resume=True)
+    for key, b in full["binnings"].items():
+        assert resumed["binnings"][key]["amplification"]["n_prime"] == b["amplification"]["n_prime"]
+        assert resumed["binnings"][key]["coverage"]["empirical"] == b["coverage"]["empirical"]
+    # resume with different options is refused
+    other = make_config(TINY, dict(toy="ring", method="vi", n_train=400, n_quantiles=(4,),
+                                   plots=False, seed=2))
+    with pytest.raises(pipeline.OutputExistsError, match="seed"):
+        pipeline.run_job(other, out=tmp_path / "resumed", resume=True)

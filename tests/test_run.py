@@ -1,0 +1,104 @@
+"""The command line: error paths give one line and exit code 2; options and TOML merge."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from calamp.config import ConfigError, load_toml, make_config
+from calamp.run import main
+
+
+def _err_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err  # exactly one line, no traceback
+    assert err[0].startswith("calamp: error:")
+    return err[0]
+
+
+def test_missing_file(tmp_path, capsys):
+    missing = tmp_path / "nope.root"
+    assert main([str(missing), "--out", str(tmp_path / "o")]) == 2
+    assert "nope.root" in _err_line(capsys)
+
+
+def test_not_a_root_file(tmp_path, capsys):
+    bad = tmp_path / "text.root"
+    bad.write_text("this is not ROOT")
+    assert main([str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "text.root" in _err_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--toy", "ring", "--networks", "0"], "--networks"),
+        (["--toy", "ring", "--draws", "1"], "--draws"),
+        (["--toy", "ring", "--model", "vae"], "--model"),
+        (["--toy", "ring", "--method", "hmc"], "--method"),
+        (["--toy", "ring", "--sigma", "-1"], "--sigma"),
+        (["--toy", "ring", "--n-quantiles", "1,5"], "--n-quantiles"),
+        (["--toy", "torus"], "--toy"),
+        (["showers.root", "--observables", "e_total,bogus"], "bogus"),
+        (["--toy", "ring", "--networks", "two"], "--networks"),
+        ([], "no input"),
+    ],
+)
+def test_bad_options(tmp_path, capsys, args, needle):
+    assert main([*args, "--out", str(tmp_path / "o")]) == 2
+    assert needle in _err_line(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_config_file(tmp_path, capsys):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("networks = [unclosed\n")
+    assert main(["--toy", "ring", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "bad.toml" in _err_line(capsys)
+    cfg.write_text("netwrks = 3\n")
+    assert main(["--toy", "ring", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "netwrks" in _err_line(capsys)
+    assert main(["--toy", "ring", "--config", str(tmp_path / "missing.toml")]) == 2
+    assert "missing.toml" in _err_line(capsys)
+
+
+def test_existing_output_folder(tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main(["--toy", "ring", "--out", str(out)]) == 2
+    assert "--overwrite" in _err_line(capsys)
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_toml_and_command_line_precedence(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('[calamp]\nnetworks = 4\ndraws = 7\nmethod = "sgld"\nn_quantiles = [4, 8]\n')
+    file_opts = load_toml(toml)
+    cfg = make_config(file_opts, {"draws": 9, "networks": None})
+    assert (cfg.networks, cfg.draws, cfg.method, cfg.n_quantiles) == (4, 9, "sgld", (4, 8))
+    quick = make_config({"preset": "quick"}, {"draws": 12})
+    assert quick.draws == 12 and quick.networks == 3
+    with pytest.raises(ConfigError, match="--kl-convention"):
+        make_config({"kl_convention": "avg"})
+
+
+def test_module_entry_point_help():
+    res = subprocess.run([sys.executable, "-m", "calamp.run", "--help"], capture_output=True,
+                         text=True, check=False, timeout=120)
+    assert res.returncode == 0
+    assert "--quick" in res.stdout and "--toy" in res.stdout
+
+
+def test_cli_runs_ring_job(tmp_path):
+    out = tmp_path / "o"
+    code = main(["--toy", "ring", "--quick", "--networks", "2", "--draws", "3",
+                 "--generated", "500", "--train-steps", "20", "--truth-events", "4000",
+                 "--n-train", "300", "--n-quantiles", "3", "--no-plots", "--no-progress",
+                 "--bootstrap", "0", "--out", str(out)])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["networks"] == 2 and results["config"]["preset"] == "quick"
