@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 MODELS = ("flow", "maf", "cnf", "gan")
-METHODS = ("vi", "adammcmc", "sgld", "sghmc", "ensemble")
+METHODS = ("vi", "adammcmc", "sgld", "sghmc", "ensemble", "oracle")
 SHOWER_OBSERVABLES = (
     "e_total",
     "e_ratio",
@@ -52,7 +52,9 @@ class RunConfig:
         model: generator family: ``flow`` (coupling RQ-spline flow), ``maf``, ``cnf``
             (flow-matching CNF of arXiv:2408.00838), ``gan``.
         method: Bayesian method: ``vi`` (KL factor ``kl_factor``), ``adammcmc`` (noise
-            ``sigma``), ``sgld``/``sghmc`` (step ``sampler_lr``), ``ensemble``.
+            ``sigma``), ``sgld``/``sghmc`` (step ``sampler_lr``), ``ensemble``, or ``oracle``
+            (draws are independent truth samples of size n: a check of the statistics chain,
+            which must give amplification 1 and calibrated coverage).
         networks: K independent networks, each on its own training set.
         draws: s posterior draws per network.
         generated: g generated events per draw.

@@ -46,6 +46,8 @@ __all__ = [
     "fill_network",
     "analyse",
     "run_job",
+    "run_network",
+    "load_network",
     "write_samples",
 ]
 
@@ -341,6 +343,8 @@ def train_network(cfg: RunConfig, k: int, source: Source, *, workdir: Path | Non
     """
     from calamp.models.base import TrainingError
 
+    if cfg.method == "oracle":
+        return _oracle_network(cfg, k, source)
     train = source.train_sets[k]
     feats = make_features(cfg, source.kind, train)
     x = feats.forward(train) if source.kind == "ring" else feats.forward(
@@ -398,6 +402,23 @@ def train_network(cfg: RunConfig, k: int, source: Source, *, workdir: Path | Non
             info["chain"] = chain_info
     info["wall_seconds"] = time.perf_counter() - t0
     return NetworkDraws(k, model, feats, np.asarray(weights, np.float32), c, info)
+
+
+def _oracle_network(cfg: RunConfig, k: int, source: Source) -> NetworkDraws:
+    """Network k of the oracle ensemble (bootstrap posterior of its own training set)."""
+    from calamp.models.oracle import IdentityFeatures, OracleGenerator
+
+    train = source.train_sets[k]
+    if source.kind == "ring":
+        feats: Any = IdentityFeatures()
+        events = feats.forward(train)
+    else:
+        feats = IdentityFeatures(train.shape)
+        events = feats.forward(train.energy)
+    model = OracleGenerator(events, seed=derive_seed(cfg.seed, "init", k))
+    info = {"n_train": len(events), "oracle": "draws are bootstrap resamples of the network's "
+            "training set (the posterior of its empirical distribution)"}
+    return NetworkDraws(k, model, feats, model.draw_weights(cfg.draws), None, info)
 
 
 def _run_sampler(cfg: RunConfig, k: int, model: Any, x: np.ndarray, c: np.ndarray | None,
@@ -562,6 +583,7 @@ def analyse(cfg: RunConfig, key: str, binning: Binning, fractions: np.ndarray,
     name, nq = _split_key(key)
     g = cfg.generated
     amp = stats.amplification(fractions, n_generated=g)
+    amp_binomial = stats.amplification(fractions, n_generated=g, form="binomial")
     # The noise-corrected estimate subtracts the multinomial variance of g generated events
     # from the spread over draws. Where that noise dominates (many bins floored), the
     # difference is meaningless and the raw estimate (which is capped near g) is reported.
@@ -584,6 +606,8 @@ def analyse(cfg: RunConfig, key: str, binning: Binning, fractions: np.ndarray,
             "n_prime": n_prime.tolist(),
             "n_prime_raw": np.asarray(amp.total_raw).tolist(),
             "n_prime_corrected": np.asarray(amp.total).tolist(),
+            "n_prime_binomial": np.asarray(amp_binomial.total_raw if use_raw
+                                           else amp_binomial.total).tolist(),
             "factor": (n_prime / n_train).tolist(),
             "factor_raw": (np.asarray(amp.total_raw) / n_train).tolist(),
             "mean_factor": float(np.mean(n_prime) / n_train),
@@ -629,6 +653,74 @@ def analyse(cfg: RunConfig, key: str, binning: Binning, fractions: np.ndarray,
         "verdict": verdict(n_prime_mean, n_eq_mean),
     })
     return out
+
+
+def run_network(cfg: RunConfig, k: int, source: Source, binnings: Mapping[str, Binning],
+                out: str | Path, *, resume: bool = False) -> dict[str, Any]:
+    """Everything for network k: train, store its draws, generate into its histograms.
+
+    An independent unit of work (what a dask worker runs): it reads only its inputs, writes its
+    draws to ``out/draws`` (the hand-over to later generation) and its histogram counts to
+    ``out/partial/net{k}.npz``; with ``resume`` a network whose counts exist is not redone.
+
+    Returns:
+        ``{"counts": {key: (s, B)}, "n_filled": (s,), "mean_image": (s, ny, nx) | None,
+        "info": training and generation facts}``.
+    """
+    from calamp.bayes.store import DrawStore
+    from calamp.outputs import write_json
+
+    out = Path(out)
+    t0 = time.perf_counter()
+    store = DrawStore(out / "draws")
+    part = out / "partial" / f"net{k}.npz"
+    info_path = out / "partial" / f"net{k}.json"
+    if resume and part.exists() and info_path.exists() and k in store.networks():
+        with np.load(part) as data:
+            return {"counts": {key: data[f"counts/{key}"] for key in binnings},
+                    "n_filled": data["n_filled"],
+                    "mean_image": data["mean_image"] if "mean_image" in data.files else None,
+                    "info": json.loads(info_path.read_text())}
+    nd = train_network(cfg, k, source, workdir=out / "checkpoints")
+    if k not in store.networks():
+        meta = {"method": cfg.method, "model": nd.model.config(),
+                "features": nd.features.to_dict(), "seed": cfg.seed, "config": cfg.to_dict(),
+                "info": nd.info,
+                "context": None if nd.context is None else nd.context.tolist()}
+        store.save(k, nd.weights, meta)
+    filled = fill_network(cfg, nd, source.kind, binnings)
+    info = {**nd.info, "generate_seconds": filled["wall_seconds"]}
+    part.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"counts/{key}": v for key, v in filled["counts"].items()}
+    arrays["n_filled"] = filled["n_filled"]
+    if filled["mean_image"] is not None:
+        arrays["mean_image"] = filled["mean_image"]
+    tmp = part.with_name(part.stem + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(part)
+    write_json(info_path, info)
+    print(f"calamp: network {k + 1}/{cfg.networks} done in {time.perf_counter() - t0:.0f} s",
+          file=sys.stderr)
+    return {"counts": filled["counts"], "n_filled": filled["n_filled"],
+            "mean_image": filled["mean_image"], "info": info}
+
+
+def load_network(store_root: str | Path, k: int) -> NetworkDraws:
+    """Rebuild network k (model, feature map, draws) from a draw store, without training."""
+    from calamp.bayes.store import DrawStore
+    from calamp.models import build_generator
+    from calamp.preprocess import ShowerPreprocessor
+
+    weights, meta = DrawStore(store_root).load(k)
+    if meta["model"].get("kind") == "oracle":
+        msg = "oracle networks have no stored model; re-run the job to regenerate them"
+        raise CalampError(msg)
+    model = build_generator(meta["model"])
+    f = meta["features"]
+    feats = (RingFeatures(f["scale"]) if f.get("kind") == "ring"
+             else ShowerPreprocessor.from_dict(f))
+    ctx = None if meta.get("context") is None else np.asarray(meta["context"], np.float32)
+    return NetworkDraws(k, model, feats, np.asarray(weights, np.float32), ctx, meta["info"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -717,9 +809,11 @@ def run_job(cfg: RunConfig, input_path: str | Path | None = None, out: str | Pat
 
     t_start = time.perf_counter()
     out = Path(out)
-    if cfg.scheduler is not None and client is None:
-        msg = "option --scheduler: dask scale-out is not available in this version"
-        raise CalampError(msg)
+    own_client = None
+    if cfg.scheduler is not None and client is None:  # fail fast (one line) on a bad address
+        from calamp.distributed import connect
+
+        client = own_client = connect(cfg.scheduler)
     source = prepare_source(cfg, input_path, showers)
     _prepare_out(out, cfg, overwrite, resume)
     dim = 2 if source.kind == "ring" else int(np.prod(source.train_sets[0].shape)) + 1
@@ -737,41 +831,17 @@ def run_job(cfg: RunConfig, input_path: str | Path | None = None, out: str | Pat
                                for t in source.train_sets]) for key, b in binnings.items()}
     timings["binning_seconds"] = time.perf_counter() - t0
 
-    from calamp.bayes.store import DrawStore
+    if client is None:
+        per_net = [run_network(cfg, k, source, binnings, out, resume=resume)
+                   for k in range(cfg.networks)]
+    else:
+        from calamp.distributed import map_networks
 
-    store = DrawStore(out / "draws")
-    work = out / "checkpoints"
-    per_net: list[dict[str, Any]] = []
-    nets: list[NetworkDraws] = []
-    for k in range(cfg.networks):
-        part = out / "partial" / f"net{k}.npz"
-        info_path = out / "partial" / f"net{k}.json"
-        nd = train_network(cfg, k, source, workdir=work)
-        if k not in store.networks():
-            store.save(k, nd.weights, {"method": cfg.method, "model": nd.model.config(),
-                                       "features": nd.features.to_dict(), "seed": cfg.seed,
-                                       "config": cfg.to_dict(), "info": nd.info},
-                       overwrite=resume)
-        nets.append(nd)
-        if resume and part.exists() and info_path.exists():
-            data = np.load(part)
-            filled = {"counts": {key: data[f"counts/{key}"] for key in binnings},
-                      "n_filled": data["n_filled"],
-                      "mean_image": data["mean_image"] if "mean_image" in data else None,
-                      "wall_seconds": json.loads(info_path.read_text())["generate_seconds"]}
-        else:
-            filled = fill_network(cfg, nd, source.kind, binnings)
-            part.parent.mkdir(parents=True, exist_ok=True)
-            arrays = {f"counts/{key}": v for key, v in filled["counts"].items()}
-            arrays["n_filled"] = filled["n_filled"]
-            if filled["mean_image"] is not None:
-                arrays["mean_image"] = filled["mean_image"]
-            np.savez(part, **arrays)
-            write_json(info_path, {"generate_seconds": filled["wall_seconds"], **nd.info})
-        nd.info["generate_seconds"] = filled["wall_seconds"]
-        per_net.append(filled)
-        print(f"calamp: network {k + 1}/{cfg.networks} done "
-              f"({time.perf_counter() - t_start:.0f} s so far)", file=sys.stderr)
+        try:
+            per_net = map_networks(client, cfg, source, binnings, out, resume=resume)
+        finally:
+            if own_client is not None:
+                own_client.close()
 
     t0 = time.perf_counter()
     results: dict[str, Any] = {
@@ -783,7 +853,7 @@ def run_job(cfg: RunConfig, input_path: str | Path | None = None, out: str | Pat
         "data": {**source.notes, "kind": source.kind, "n_train": source.n_train,
                  "n_networks": cfg.networks, "n_draws": cfg.draws,
                  "n_generated_per_draw": cfg.generated},
-        "networks": [nd.info for nd in nets],
+        "networks": [pn["info"] for pn in per_net],
         "binnings": {},
     }
     arrays: dict[str, np.ndarray] = {}
@@ -814,6 +884,7 @@ def run_job(cfg: RunConfig, input_path: str | Path | None = None, out: str | Pat
     write_root(out / "results.root", records)
     if cfg.write_samples > 0 and source.kind == "showers":
         t0 = time.perf_counter()
+        nets = [load_network(out / "draws", k) for k in range(cfg.networks)]
         write_samples(out / "samples.root", nets, source.kind, cfg.write_samples,
                       seed=cfg.seed, overwrite=True)
         timings["write_samples_seconds"] = time.perf_counter() - t0

@@ -18,7 +18,8 @@ __all__ = ["main", "build_parser"]
 
 _HELP = {
     "model": f"generator family: {', '.join(MODELS)} (default flow)",
-    "method": f"Bayesian method: {', '.join(METHODS)} (default vi)",
+    "method": f"Bayesian method: {', '.join(METHODS)} (default vi; oracle = truth samples "
+              "as draws, a closure check that must give A = 1)",
     "kl_factor": "VI: KL factor k in loss = data + k·KL/n (default 1)",
     "kl_convention": "VI: 'sum' (true KL) or 'mean' (reference code's per-tensor mean)",
     "prior_scale": "VI: prior N(0, s²) width (default 1)",

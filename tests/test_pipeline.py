@@ -162,3 +162,30 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch):
                                    plots=False, seed=2))
     with pytest.raises(pipeline.OutputExistsError, match="seed"):
         pipeline.run_job(other, out=tmp_path / "resumed", resume=True)
+
+
+def test_oracle_ensemble_gives_unit_amplification_and_calibration(tmp_path):
+    """The oracle (bootstrap posterior of each network's own truth sample) through the same
+    pipeline code as the networks: A = 1, calibrated coverage, closure n_eq = n."""
+    s, k, n, b_side = 20, 5, 2_000, 10
+    cfg = make_config(dict(toy="ring", method="oracle", networks=k, draws=s, generated=100_000,
+                           truth_events=400_000, n_quantiles=(b_side,), n_train=n,
+                           bootstrap=0, plots=False, progress=False, chunk_size=50_000))
+    res = pipeline.run_job(cfg, out=tmp_path / "oracle")["binnings"][f"ring/q{b_side}"]
+    n_bins = b_side**2
+    # Known biases of the Poisson-form estimator: 1/(1 - p) per bin and E[1/std^2] =
+    # (s-1)/(s-3)/sigma^2 for s draws. Statistical error: relative sd of 1/std^2 per bin
+    # ~ sqrt(2/(s-5)), averaged over K*B roughly independent bins.
+    expected = (s - 1) / (s - 3) / (1 - 1 / n_bins)
+    rel_err = np.sqrt(2 / (s - 5)) / np.sqrt(k * n_bins)
+    a = res["amplification"]["mean_factor"]
+    assert abs(a / expected - 1) < 4 * rel_err + 0.02, a  # 0.02: residual noise correction
+    # Coverage: floor 1/(s+1) from finitely many draws plus 4 sd of the mean of K*B indicators.
+    assert res["coverage"]["mad"] < 1 / (s + 1) + 4 * 0.5 / np.sqrt(k * n_bins)
+    emp = np.asarray(res["coverage"]["empirical"])
+    assert np.all(np.diff(emp) >= 0)  # coverage grows with the credibility level
+    # JSD closure: the posterior mean is one truth sample of size n; relative sd of a JSD of
+    # B bins ~ sqrt(2/(B-1)) per network, geometric mean over K networks.
+    n_eq = res["closure"]["n_eq_geomean"]
+    assert abs(np.log(n_eq / n)) < 4 * np.sqrt(2 / (n_bins - 1)) / np.sqrt(k)
+    assert res["closure"]["verdict"] == "closes"

@@ -1,0 +1,125 @@
+"""Scale-out on a dask LocalCluster: same numbers as in-process, one TF thread per worker,
+exact per-draw generation, fast failure on a bad scheduler address."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from calamp import distributed as cd
+from calamp import pipeline
+from calamp.config import make_config
+from calamp.io import CalampError
+
+distributed = pytest.importorskip("distributed")
+
+# 2 networks x 3 draws on the ring toy with the AdamMCMC chain (its Metropolis-Hastings
+# accept/reject makes any float difference between processes visible).
+TINY = dict(toy="ring", method="adammcmc", model="flow", networks=2, draws=3, generated=900,
+            train_steps=40, mcmc_steps=30, burn_in=6, batch_size=100, n_train=400,
+            truth_events=3_000, n_quantiles=(3,), hidden=16, layers=2, bootstrap=0,
+            chunk_size=400, plots=False, progress=False, seed=7)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def runs(client, tmp_path_factory):
+    cfg = make_config(TINY)
+    root = tmp_path_factory.mktemp("dist")
+    on_workers = pipeline.run_job(cfg, out=root / "workers", client=client)
+    in_process = pipeline.run_job(cfg, out=root / "local")
+    return cfg, root, on_workers, in_process
+
+
+def test_workers_reproduce_in_process_numbers_exactly(runs):
+    cfg, root, on_workers, in_process = runs
+    # same seeds -> same training sets, chains, draws and generated events: the per-draw
+    # fractions (counts / g, exact integers) and every statistic built on them are identical
+    with np.load(root / "workers" / "results.npz") as a, np.load(root / "local" / "results.npz") as b:
+        keys = [k for k in a.files if k.startswith("fractions/")]
+        assert sorted(keys) == sorted(k for k in b.files if k.startswith("fractions/"))
+        assert len(keys) == 3  # ring, r, phi with 3 quantiles
+        for k in keys:
+            assert a[k].shape == (cfg.networks, cfg.draws, 9 if k.startswith("fractions/ring")
+                                  else 3)
+            np.testing.assert_array_equal(a[k], b[k])
+    for key, res in in_process["binnings"].items():
+        other = on_workers["binnings"][key]
+        assert other["amplification"]["n_prime"] == res["amplification"]["n_prime"]
+        assert other["amplification"]["mean_factor"] == res["amplification"]["mean_factor"]
+        assert other["coverage"] == res["coverage"]
+        assert other["closure"]["n_eq"] == res["closure"]["n_eq"]
+    # the draws went through the store on the shared folder
+    assert (root / "workers" / "draws" / "network_0001.npz").is_file()
+
+
+def test_workers_run_tensorflow_single_threaded(client, runs):
+    del runs  # TensorFlow has run on the workers
+    states = client.run(cd.tf_thread_state, 1)
+    assert len(states) == 2
+    for st in states.values():
+        assert st["ok"] and st["limit"] == 1 and st["tensorflow_started"]
+        assert st["inter_op_threads"] == 1  # live inter-op pool threads ("tf_Compute")
+    # intra-op: during a matmul burst only one thread of the worker process does the work;
+    # TensorFlow's default (one intra-op thread per core, 2 here) splits it across 2 threads
+    # with ~50% of the ticks each, above the probe's 20% threshold.
+    probes = client.run(cd.probe_tf_threads)
+    for p in probes.values():
+        assert p["ticks"] >= 10  # enough clock ticks (10 ms each) to judge
+        assert p["busy_threads"] == 1
+        assert p["cpu_per_wall"] < 1.3  # a single busy thread can't use more than one core
+
+
+def test_per_draw_generation_equals_fill_network(client, runs):
+    cfg, root, _, _ = runs
+    store = root / "workers" / "draws"
+    truth_obs = pipeline.event_observables("ring", pipeline.prepare_source(cfg).truth)
+    binnings = pipeline.make_binnings(cfg, "ring", truth_obs)
+    nd = pipeline.load_network(store, 1)
+    ref = pipeline.fill_network(cfg, nd, "ring", binnings)
+    # one task per draw, and 3 draws x 3 chunk tasks (900 events in chunks of 400) reduced in a
+    # tree of fan-in 2: integer counts must agree exactly with the in-process fill
+    for kwargs in ({}, dict(chunks_per_task=1, split_every=2)):
+        counts, n_filled = cd.generate_histograms(client, store, 1, cfg, "ring", binnings,
+                                                  **kwargs)
+        np.testing.assert_array_equal(n_filled, [cfg.generated] * cfg.draws)
+        for key, c in ref["counts"].items():
+            np.testing.assert_array_equal(counts[key], c)
+    # a subset of draws, in the order asked for
+    counts, n_filled = cd.generate_histograms(client, store, 1, cfg, "ring", binnings,
+                                              draws=[2, 0])
+    for key, c in ref["counts"].items():
+        np.testing.assert_array_equal(counts[key], c[[2, 0]])
+    # and the same counts as the job's own partial file
+    with np.load(root / "workers" / "partial" / "net1.npz") as part:
+        np.testing.assert_array_equal(part["counts/r/q3"], ref["counts"]["r/q3"])
+
+
+def test_bad_scheduler_address_fails_fast(tmp_path, monkeypatch):
+    monkeypatch.setattr(cd, "CONNECT_TIMEOUT", 2.0)
+    cfg = make_config(TINY, dict(scheduler="tcp://127.0.0.1:9"))  # discard port: nothing listens
+    t0 = time.perf_counter()
+    with pytest.raises(CalampError, match=r"cannot connect to the dask scheduler at") as err:
+        pipeline.run_job(cfg, out=tmp_path / "res")
+    assert time.perf_counter() - t0 < 15
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "res").exists()  # nothing was created before the failure
+
+
+def test_read_showers_dask_names_the_extra(tmp_path):
+    try:
+        import dask_awkward  # noqa: F401
+    except ImportError:
+        with pytest.raises(CalampError, match=r"calamp\[dask-io\]"):
+            cd.read_showers_dask(tmp_path / "x.root")
+    else:  # pragma: no cover - only where the extra is installed
+        pytest.skip("dask-awkward installed; the error path is not reachable")
