@@ -68,6 +68,8 @@ class RunConfig:
         truth: ``auto`` (simulator when the input was made by ``calamp.simulate``, else held-out
             data), ``simulator`` or ``holdout``.
         holdout_fraction: share of a file kept aside as the finite truth when ``truth`` is holdout.
+        ode_solver, ode_steps: CNF integrator, ``dopri`` (adaptive Dormand-Prince, atol 1e-6,
+            rtol 1e-5) or ``rk4`` with ``ode_steps`` fixed steps (faster; for SG-MCMC energies).
         n_train: training showers (events) per network for the ring toy / simulator sources;
             ``0`` means the file's size (simulator) or an equal K-way split (holdout).
     """
@@ -91,6 +93,8 @@ class RunConfig:
     burn_in: int = 0
     hidden: int = 64
     layers: int = 4
+    ode_solver: str = "dopri"
+    ode_steps: int = 16
     observables: tuple[str, ...] = SHOWER_OBSERVABLES
     n_quantiles: tuple[int, ...] = (5, 10, 20)
     truth_events: int = 200_000
@@ -204,6 +208,8 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.kl_convention in ("sum", "mean"), "kl_convention", "must be 'sum' or 'mean'")
     _check(cfg.truth in ("auto", "simulator", "holdout"), "truth",
            "must be 'auto', 'simulator' or 'holdout'")
+    _check(cfg.ode_solver in ("dopri", "rk4"), "ode_solver", "must be 'dopri' or 'rk4'")
+    _check(cfg.ode_steps >= 1, "ode_steps", "must be >= 1")
     _check(cfg.toy in (None, "ring"), "toy", f"{cfg.toy!r} is not a known toy (use 'ring')")
     for name in ("networks", "generated", "train_steps", "batch_size", "truth_events",
                  "chunk_size", "hidden", "layers"):

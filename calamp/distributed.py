@@ -26,12 +26,14 @@ is reported on stderr, not changed.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import operator
 import os
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -64,26 +66,50 @@ _applied_before_start: int | None = None  # threads set in this process before T
 # ------------------------------------------------------------------------------------------------
 # connecting and TensorFlow threads
 # ------------------------------------------------------------------------------------------------
+async def _identify(address: str, timeout: float) -> dict[str, Any]:
+    """The ``identity`` reply of the dask server at ``address`` (raw comm, no Client)."""
+    from distributed.comm import connect as comm_connect
+    from distributed.core import send_recv
+
+    comm = await comm_connect(address, timeout=timeout)
+    try:
+        return await asyncio.wait_for(send_recv(comm, op="identity"), timeout)
+    finally:
+        await comm.close()
+
+
 def connect(address: str, *, timeout: float | None = None) -> Any:
     """A ``distributed.Client`` connected to the scheduler at ``address``.
+
+    The scheduler is first asked for its identity over a plain connection, so a malformed or
+    unreachable address fails within ``timeout`` without leaving a half-built client behind.
 
     Args:
         address: scheduler address, e.g. ``tcp://10.0.0.5:8786``.
         timeout: seconds to wait for the scheduler (default :data:`CONNECT_TIMEOUT`).
 
     Raises:
-        CalampError: one line naming the address when it is malformed or unreachable.
+        CalampError: one line naming the address when it is malformed, unreachable or not a
+            dask scheduler.
     """
     from distributed import Client
 
     t = CONNECT_TIMEOUT if timeout is None else float(timeout)
     try:
-        return Client(address, timeout=f"{t}s", set_as_default=False)
+        # in its own thread: asyncio.run needs a thread without a running loop (Jupyter)
+        with ThreadPoolExecutor(1) as pool:
+            ident = pool.submit(asyncio.run, _identify(str(address), t)).result()
     except (OSError, TimeoutError, ValueError, TypeError) as err:
         detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
         msg = (f"option --scheduler: cannot connect to the dask scheduler at {address!r} "
                f"within {t:g} s ({type(err).__name__}: {detail})")
         raise CalampError(msg) from None
+    kind = ident.get("type") if isinstance(ident, dict) else None
+    if kind != "Scheduler":
+        msg = (f"option --scheduler: {address!r} is a dask {kind or 'server'}, not a scheduler "
+               "(give the scheduler's address, default port 8786)")
+        raise CalampError(msg)
+    return Client(address, timeout=f"{t}s", set_as_default=False)
 
 
 def limit_tf_threads(threads: int = 1) -> dict[str, Any]:

@@ -245,6 +245,10 @@ def make_features(cfg: RunConfig, kind: str, train: Any) -> Any:
     """Fit the invertible map events ↔ network features on one training set."""
     if kind == "ring":
         return RingFeatures.fit(train, cfg.model)
+    if cfg.model == "gan":  # the GAN makes non-negative cell energies itself
+        from calamp.models.oracle import IdentityFeatures
+
+        return IdentityFeatures(train.shape)
     from calamp.preprocess import ShowerPreprocessor
 
     return ShowerPreprocessor.fit(train.energy, train.incident_energy)
@@ -281,10 +285,11 @@ def build_model(cfg: RunConfig, dim: int, context_dim: int, *, bayesian: str | N
     if cfg.model == "cnf":
         from calamp.models.cnf import FlowMatchingCNF
 
-        return FlowMatchingCNF(dim, context_dim, hidden=(cfg.hidden,) * cfg.layers, **common)
+        return FlowMatchingCNF(dim, context_dim, hidden=cfg.hidden, layers=cfg.layers,
+                               solver=cfg.ode_solver, n_steps=cfg.ode_steps, **common)
     from calamp.models.gan import ShowerGAN
 
-    return ShowerGAN(dim, context_dim, hidden=(cfg.hidden,) * cfg.layers, **common)
+    return ShowerGAN(dim, context_dim, hidden=cfg.hidden, layers=cfg.layers, **common)
 
 
 @dataclass
@@ -717,8 +722,14 @@ def load_network(store_root: str | Path, k: int) -> NetworkDraws:
         raise CalampError(msg)
     model = build_generator(meta["model"])
     f = meta["features"]
-    feats = (RingFeatures(f["scale"]) if f.get("kind") == "ring"
-             else ShowerPreprocessor.from_dict(f))
+    if f.get("kind") == "ring":
+        feats: Any = RingFeatures(f["scale"])
+    elif f.get("kind") == "identity":
+        from calamp.models.oracle import IdentityFeatures
+
+        feats = IdentityFeatures(f["shape"])
+    else:
+        feats = ShowerPreprocessor.from_dict(f)
     ctx = None if meta.get("context") is None else np.asarray(meta["context"], np.float32)
     return NetworkDraws(k, model, feats, np.asarray(weights, np.float32), ctx, meta["info"])
 

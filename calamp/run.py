@@ -36,6 +36,8 @@ _HELP = {
     "mcmc_steps": "SG-MCMC steps after pre-training (0: burn-in + 4 per draw)",
     "burn_in": "SG-MCMC steps discarded before the first draw",
     "hidden": "hidden units per layer",
+    "ode_solver": "CNF integrator: dopri (adaptive) or rk4 (fixed steps)",
+    "ode_steps": "CNF: rk4 steps (default 16)",
     "layers": "flow: coupling layers; cnf/gan: hidden layers",
     "observables": "comma-separated observables to histogram",
     "n_quantiles": "comma-separated numbers of quantile bins (per axis)",

@@ -15,12 +15,12 @@ from calamp.io import CalampError
 
 distributed = pytest.importorskip("distributed")
 
-# 2 networks x 3 draws on the ring toy with the AdamMCMC chain (its Metropolis-Hastings
-# accept/reject makes any float difference between processes visible).
-TINY = dict(toy="ring", method="adammcmc", model="flow", networks=2, draws=3, generated=900,
-            train_steps=40, mcmc_steps=30, burn_in=6, batch_size=100, n_train=400,
+# 2 networks x 3 draws on the ring toy: pre-training + an SGLD chain (the cheapest sampler to
+# trace), 600 events per draw in 3 chunks.
+TINY = dict(toy="ring", method="sgld", model="flow", networks=2, draws=3, generated=600,
+            train_steps=30, mcmc_steps=18, burn_in=6, batch_size=100, n_train=400,
             truth_events=3_000, n_quantiles=(3,), hidden=16, layers=2, bootstrap=0,
-            chunk_size=400, plots=False, progress=False, seed=7)
+            chunk_size=250, plots=False, progress=False, seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_per_draw_generation_equals_fill_network(client, runs):
     binnings = pipeline.make_binnings(cfg, "ring", truth_obs)
     nd = pipeline.load_network(store, 1)
     ref = pipeline.fill_network(cfg, nd, "ring", binnings)
-    # one task per draw, and 3 draws x 3 chunk tasks (900 events in chunks of 400) reduced in a
+    # one task per draw, and 3 draws x 3 chunk tasks (600 events in chunks of 250) reduced in a
     # tree of fan-in 2: integer counts must agree exactly with the in-process fill
     for kwargs in ({}, dict(chunks_per_task=1, split_every=2)):
         counts, n_filled = cd.generate_histograms(client, store, 1, cfg, "ring", binnings,

@@ -189,3 +189,22 @@ def test_oracle_ensemble_gives_unit_amplification_and_calibration(tmp_path):
     n_eq = res["closure"]["n_eq_geomean"]
     assert abs(np.log(n_eq / n)) < 4 * np.sqrt(2 / (n_bins - 1)) / np.sqrt(k)
     assert res["closure"]["verdict"] == "closes"
+
+
+@pytest.mark.parametrize(
+    ("model", "method", "toy"),
+    [("cnf", "adammcmc", "ring"), ("maf", "sgld", "ring"), ("gan", "sghmc", None),
+     ("flow", "ensemble", None)],
+)
+def test_every_model_and_method_path_runs(tmp_path, shower_file, model, method, toy):
+    cfg = make_config(TINY, dict(toy=toy, model=model, method=method, networks=2, draws=3,
+                                 generated=600, train_steps=15, n_train=300, truth_events=3_000,
+                                 n_quantiles=(3,), bootstrap=0, plots=False, mcmc_steps=12,
+                                 burn_in=3, ode_solver="rk4", ode_steps=4,
+                                 observables=("e_total", "n_hit")))
+    res = pipeline.run_job(cfg, None if toy else shower_file, out=tmp_path / "o")
+    validate_results(json.loads((tmp_path / "o" / "results.json").read_text()))
+    for b in res["binnings"].values():
+        frac = np.asarray(b["truth"])
+        assert np.isclose(frac.sum(), 1.0)
+        assert all(np.isfinite(v) for v in b["amplification"]["n_prime_raw"])
