@@ -86,8 +86,8 @@ class RunConfig:
     networks: int = 5
     draws: int = 50
     generated: int = 10_000
-    train_steps: int = 2_000
-    batch_size: int = 500
+    train_steps: int = 1_000
+    batch_size: int = 256
     learning_rate: float = 1e-3
     mcmc_steps: int = 0
     burn_in: int = 0
@@ -139,7 +139,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": dict(networks=3, draws=10, generated=5_000, train_steps=300, batch_size=256,
                   truth_events=50_000, n_quantiles=(5, 10), hidden=32, layers=3,
                   bootstrap=50),
-    # The README's main job: about 10 minutes on 2 cores on data/shower.root.
+    # The README's main job: about 10-15 minutes on 2 cores on data/shower.root.
     "default": {},
 }
 

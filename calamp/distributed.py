@@ -30,6 +30,7 @@ import asyncio
 import functools
 import operator
 import os
+import socket
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -257,7 +258,7 @@ def _network_task(k: int, cfg: Any, source: Any, binnings: Mapping[str, Any], ou
 
     folder = Path(out)
     if not (folder / pipeline._MARKER).exists():
-        msg = (f"dask worker {os.uname().nodename}: results folder {folder} is not visible "
+        msg = (f"dask worker {socket.gethostname()}: results folder {folder} is not visible "
                "here; --out must be on a filesystem shared by client and workers")
         raise CalampError(msg)
     return pipeline.run_network(cfg, k, source, binnings, folder, resume=resume)
@@ -295,7 +296,7 @@ def map_networks(client: Any, cfg: Any, source: Any, binnings: Mapping[str, Any]
                          binnings=dict(binnings), out=folder, resume=resume, pure=False)
     try:
         with tqdm(total=len(futures), disable=not cfg.progress, desc="networks") as bar:
-            for _ in as_completed(futures):
+            for _ in as_completed(futures, loop=client.loop):
                 bar.update(1)
         return client.gather(futures)
     finally:
@@ -318,7 +319,7 @@ def _cached_network(store_root: str, k: int) -> tuple[Any, threading.Lock]:
         stamp = (stem.with_suffix(".json").stat().st_mtime_ns,
                  stem.with_suffix(".npz").stat().st_mtime_ns)
     except FileNotFoundError:
-        msg = (f"dask worker {os.uname().nodename}: no draws of network {k} under {store_root}; "
+        msg = (f"dask worker {socket.gethostname()}: no draws of network {k} under {store_root}; "
                "the draw store must be on a filesystem shared by client and workers")
         raise CalampError(msg) from None
     with _cache_lock:

@@ -789,15 +789,22 @@ def _prepare_out(out: Path, cfg: RunConfig, overwrite: bool, resume: bool) -> No
 
 
 def estimate_seconds(cfg: RunConfig, n_train: int, dim: int) -> float:
-    """Rough wall time on 2 CPU cores, from per-step and per-event costs measured with
-    ``benchmarks/`` (order of magnitude only; printed at start)."""
-    step = {"flow": 4e-5, "maf": 4e-5, "cnf": 1.5e-5, "gan": 3e-5}[cfg.model]
-    step *= cfg.batch_size * max(1.0, dim / 10) * (cfg.layers / 4) * (cfg.hidden / 64)
-    gen = {"flow": 2e-6, "maf": 2e-6 * dim, "cnf": 1e-4, "gan": 1e-6}[cfg.model] * max(1, dim / 10)
+    """Rough wall time on 2 CPU cores (order of magnitude; printed at start).
+
+    Per-step and per-event costs measured on this project's 2-core reference machine
+    (benchmarks/RESULTS.md): a training step scales with batch size and event dimension, a
+    generated event with the event dimension; AdamMCMC steps cost about three training steps.
+    """
+    scale = max(1.0, dim / 10)
+    step = {"flow": 2.5e-5, "maf": 2.5e-5, "cnf": 2e-6, "gan": 1e-5}[cfg.model]
+    step *= cfg.batch_size * scale * (cfg.hidden / 64) ** 0.5 + 2e-3
+    gen = {"flow": 1e-5, "maf": 1e-4, "cnf": 1e-5, "gan": 2e-6}[cfg.model] * scale
+    if cfg.method == "oracle":
+        step, gen = 0.0, 1e-6
     steps = cfg.train_steps * (cfg.draws if cfg.method == "ensemble" else 1)
     if cfg.method in ("adammcmc", "sgld", "sghmc"):
         steps += cfg.effective_mcmc_steps * (3 if cfg.method == "adammcmc" else 1)
-    per_net = steps * step + cfg.draws * cfg.generated * (gen + 2e-5)
+    per_net = steps * step + cfg.draws * cfg.generated * (gen + 2e-6 * scale)
     return cfg.networks * per_net + 20.0
 
 

@@ -44,7 +44,8 @@ def test_workers_reproduce_in_process_numbers_exactly(runs):
     cfg, root, on_workers, in_process = runs
     # same seeds -> same training sets, chains, draws and generated events: the per-draw
     # fractions (counts / g, exact integers) and every statistic built on them are identical
-    with np.load(root / "workers" / "results.npz") as a, np.load(root / "local" / "results.npz") as b:
+    with np.load(root / "workers" / "results.npz") as a, \
+            np.load(root / "local" / "results.npz") as b:
         keys = [k for k in a.files if k.startswith("fractions/")]
         assert sorted(keys) == sorted(k for k in b.files if k.startswith("fractions/"))
         assert len(keys) == 3  # ring, r, phi with 3 quantiles
@@ -104,15 +105,30 @@ def test_per_draw_generation_equals_fill_network(client, runs):
         np.testing.assert_array_equal(part["counts/r/q3"], ref["counts"]["r/q3"])
 
 
-def test_bad_scheduler_address_fails_fast(tmp_path, monkeypatch):
+def test_bad_scheduler_address_fails_fast(tmp_path, monkeypatch, capsys):
+    from calamp import run
+
     monkeypatch.setattr(cd, "CONNECT_TIMEOUT", 2.0)
     cfg = make_config(TINY, dict(scheduler="tcp://127.0.0.1:9"))  # discard port: nothing listens
     t0 = time.perf_counter()
     with pytest.raises(CalampError, match=r"cannot connect to the dask scheduler at") as err:
         pipeline.run_job(cfg, out=tmp_path / "res")
-    assert time.perf_counter() - t0 < 15
+    assert time.perf_counter() - t0 < 10  # 2 s timeout + slack on a loaded machine
     assert "\n" not in str(err.value)
     assert not (tmp_path / "res").exists()  # nothing was created before the failure
+    # a malformed address fails at once; the command line prints one line and exits 2
+    code = run.main(["--toy", "ring", "--scheduler", "127.0.0.1", "--out", str(tmp_path / "cli")])
+    assert code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["calamp: error: option --scheduler: cannot connect to the dask scheduler at "
+                     "'127.0.0.1' within 2 s (ValueError: missing port number in address "
+                     "'127.0.0.1')"]
+
+
+def test_scheduler_address_of_a_worker_is_refused(client):
+    worker = next(iter(client.scheduler_info()["workers"]))
+    with pytest.raises(CalampError, match="is a dask Worker, not a scheduler"):
+        cd.connect(worker, timeout=5)
 
 
 def test_read_showers_dask_names_the_extra(tmp_path):

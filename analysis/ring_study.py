@@ -1,0 +1,354 @@
+"""Reproduce arXiv:2408.00838 on the ring toy with calamp: calibration of VI (KL factor k) and
+AdamMCMC (noise sigma), amplification vs number of quantiles, JSD closure.
+
+Two steps, both resumable:
+
+    python analysis/ring_study.py run    --budget small   # trains, draws, histograms (hours)
+    python analysis/ring_study.py report --budget small   # figures + summary JSON (minutes)
+
+``run`` calls :func:`calamp.pipeline.run_job` once per (method, hyperparameter) with
+``--toy ring``; every run keeps its draws (``draws/``) and per-network histograms, so an
+interrupted study continues where it stopped (``--resume`` semantics) and ``report`` never
+retrains. Budgets trade statistical reach against CPU time; ``paper`` is the reference's
+setting (a GPU-cluster budget), ``small`` what fits a 2-core CPU in about an hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from calamp import pipeline
+from calamp.config import make_config
+
+HERE = Path(__file__).resolve().parent
+
+# grid sides n (n_Q = n^2): the paper's list, cut where the budget's generated sample runs out
+PAPER_GRIDS = (2, 3, 4, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100, 150, 200)
+
+BUDGETS: dict[str, dict] = {
+    # a few minutes: exercises every code path (tests, smoke runs)
+    "ci": dict(networks=3, draws=6, generated=20_000, train_steps=300, n_train=2_000,
+               truth_events=200_000, grids=(2, 3, 5, 10), mcmc_burn_in=20, mcmc_thin=3),
+    # about an hour on 2 cores for the default configuration list
+    "small": dict(networks=5, draws=20, generated=100_000, train_steps=10_000, n_train=10_000,
+                  truth_events=2_000_000, grids=(2, 3, 4, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100),
+                  mcmc_burn_in=300, mcmc_thin=10),
+    # the reference: 50 draws, ~1000 events per cell at n = 200, 10^5-10^6 training steps
+    "paper": dict(networks=5, draws=50, generated=40_000_000, train_steps=250_000,
+                  n_train=10_000, truth_events=10_000_000, grids=PAPER_GRIDS,
+                  mcmc_burn_in=25_000, mcmc_thin=1_000),
+}
+
+# (tag, options): the reference CNF with VI (k scan, both KL conventions) and AdamMCMC
+# (sigma scan), the deterministic flows as extra generators, and the oracle as the check.
+CONFIGS: dict[str, dict] = {
+    "oracle": dict(method="oracle"),
+    "cnf_vi_k1": dict(model="cnf", method="vi", kl_factor=1.0),
+    "cnf_vi_k10": dict(model="cnf", method="vi", kl_factor=10.0),
+    "cnf_vi_k100": dict(model="cnf", method="vi", kl_factor=100.0),
+    "cnf_vi_k10_mean": dict(model="cnf", method="vi", kl_factor=10.0, kl_convention="mean"),
+    "cnf_amcmc_s0.05": dict(model="cnf", method="adammcmc", sigma=0.05),
+    "cnf_amcmc_s0.1": dict(model="cnf", method="adammcmc", sigma=0.1),
+    "cnf_amcmc_s0.5": dict(model="cnf", method="adammcmc", sigma=0.5),
+    "flow_vi_k1": dict(model="flow", method="vi", kl_factor=1.0, hidden=32, layers=4),
+    "maf_amcmc_s0.1": dict(model="maf", method="adammcmc", sigma=0.1, hidden=32, layers=4),
+}
+
+
+def study_config(tag: str, budget: str, seed: int = 1):
+    """The :class:`~calamp.config.RunConfig` of one study point."""
+    b = BUDGETS[budget]
+    opts = dict(CONFIGS[tag])
+    model = opts.pop("model", "cnf")
+    hidden = opts.pop("hidden", 32)
+    layers = opts.pop("layers", 3)
+    base = dict(toy="ring", model=model, networks=b["networks"], draws=b["draws"],
+                generated=b["generated"], train_steps=b["train_steps"], n_train=b["n_train"],
+                truth_events=b["truth_events"], n_quantiles=b["grids"], batch_size=1_000,
+                hidden=hidden, layers=layers, learning_rate=1e-3, seed=seed,
+                bootstrap=50, plots=False, progress=False, chunk_size=200_000,
+                ode_solver="rk4", ode_steps=8)
+    if opts.get("method") == "adammcmc":
+        # pre-training as for VI, then burn-in + s draws spaced by `thin` sampler steps;
+        # AdamMCMC step size = the training learning rate (Adam proposal centre)
+        base.update(burn_in=b["mcmc_burn_in"],
+                    mcmc_steps=b["mcmc_burn_in"] + b["draws"] * b["mcmc_thin"],
+                    sampler_lr=1e-3)
+    base.update(opts)
+    return make_config(base)
+
+
+def run(budget: str, tags: list[str], out: Path, seed: int) -> None:
+    """Train/draw/fill every study point (resumable)."""
+    for tag in tags:
+        cfg = study_config(tag, budget, seed)
+        folder = out / budget / tag
+        if (folder / "results.json").is_file():
+            print(f"[ring] {tag}: done already", flush=True)
+            continue
+        t0 = time.perf_counter()
+        print(f"[ring] {tag}: start", flush=True)
+        pipeline.run_job(cfg, out=folder, resume=folder.exists())
+        print(f"[ring] {tag}: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def power_law(n_q: np.ndarray, amp: np.ndarray, amp_err: np.ndarray) -> dict:
+    """Weighted least-squares fit of log A = log a + b log n_Q; returns a, a_err, b, b_err."""
+    x, y = np.log(n_q), np.log(amp)
+    w = 1.0 / np.maximum(amp_err / amp, 1e-3) ** 2
+    design = np.stack([np.ones_like(x), x], axis=1)
+    cov = np.linalg.inv(design.T @ (design * w[:, None]))
+    coef = cov @ design.T @ (w * y)
+    resid = y - design @ coef
+    chi2 = float(np.sum(w * resid**2))
+    dof = max(1, len(x) - 2)
+    scale = max(1.0, chi2 / dof)  # inflate errors when the points scatter more than their errors
+    a = float(np.exp(coef[0]))
+    return {"a": a, "a_err": float(a * np.sqrt(cov[0, 0] * scale)), "b": float(coef[1]),
+            "b_err": float(np.sqrt(cov[1, 1] * scale)), "chi2_dof": chi2 / dof,
+            "n_q_range": [float(n_q.min()), float(n_q.max())], "n_points": int(len(x))}
+
+
+def summarise(budget: str, out: Path) -> dict:
+    """Collect every finished study point into the machine-readable summary."""
+    summary: dict = {"budget": budget, "budget_settings": BUDGETS[budget], "points": {},
+                     "reference": {
+                         "vi_k10": {"a": 0.0043, "a_err": 0.0029, "b": 0.99, "b_err": 0.07},
+                         "adammcmc_s0.1": {"a": 0.0121, "a_err": 0.0047, "b": 0.986,
+                                           "b_err": 0.037},
+                         "best_calibrated": {"vi_k": 10, "adammcmc_sigma": 0.1}}}
+    for tag in CONFIGS:
+        folder = out / budget / tag
+        if not (folder / "results.json").is_file():
+            continue
+        res = json.loads((folder / "results.json").read_text())
+        n = res["data"]["n_train"]
+        grids = sorted(int(k.split("/q")[1]) for k in res["binnings"] if k.startswith("ring/"))
+        rows = []
+        for g in grids:
+            b = res["binnings"][f"ring/q{g}"]
+            f = np.asarray(b["amplification"]["factor"], float)
+            rows.append({
+                "grid": g, "n_q": g * g,
+                "amp_mean": float(np.mean(f)), "amp_min": float(np.min(f)),
+                "amp_max": float(np.max(f)),
+                "amp_err": (b["amplification"].get("bootstrap") or {}).get("factor_std"),
+                "corrected": b["amplification"]["corrected"],
+                "mad": b["coverage"]["mad"], "mad_r": (b["coverage"]["mad_axis"] or [None])[0],
+                "mad_phi": (b["coverage"]["mad_axis"] or [None, None])[1],
+                "n_prime": b["closure"]["n_prime_mean"], "n_eq": b["closure"]["n_eq_geomean"],
+                "verdict": b["closure"]["verdict"],
+            })
+        fit_rows = [r for r in rows if 225 <= r["n_q"] <= 40_000 and r["amp_mean"] > 0]
+        fit = None
+        if len(fit_rows) >= 3:
+            nq = np.array([r["n_q"] for r in fit_rows], float)
+            amp = np.array([r["amp_mean"] for r in fit_rows])
+            err = np.array([r["amp_err"] or 0.1 * r["amp_mean"] for r in fit_rows])
+            fit = power_law(nq, amp, err)
+        wall = sum(net.get("wall_seconds", 0) + net.get("generate_seconds", 0)
+                   for net in res["networks"])
+        cfg = res["config"]
+        summary["points"][tag] = {
+            "model": cfg["model"], "method": cfg["method"], "kl_factor": cfg["kl_factor"],
+            "kl_convention": cfg["kl_convention"], "sigma": cfg["sigma"], "n_train": n,
+            "fit": fit, "rows": rows,
+            "mad_by_grid": {str(r["grid"]): r["mad"] for r in rows},
+            "mean_mad": float(np.mean([r["mad"] for r in rows])),
+            "budget": {"train_steps": cfg["train_steps"], "mcmc_steps": cfg["mcmc_steps"],
+                       "draws": cfg["draws"], "generated": cfg["generated"],
+                       "wall_seconds": wall, "total_seconds": res["timings"]["total_seconds"]},
+            "acceptance": [net.get("chain", {}).get("acceptance_rate") for net in res["networks"]],
+        }
+    for method in ("vi", "adammcmc"):
+        pts = {t: p for t, p in summary["points"].items()
+               if p["method"] == method and p["model"] == "cnf"}
+        if pts:
+            best = min(pts, key=lambda t: pts[t]["mean_mad"])
+            summary.setdefault("best_calibrated", {})[method] = best
+    return summary
+
+
+def figures(budget: str, out: Path, summary: dict, fig_dir: Path) -> list[Path]:
+    """The paper's figures from the stored results (HEP style)."""
+    import matplotlib.pyplot as plt
+
+    from calamp import plotting
+
+    plotting.use_style()
+    made: list[Path] = []
+    pts = summary["points"]
+    colors = {t: f"C{i % 10}" for i, t in enumerate(pts)}
+
+    # 1. one bin: CDF of h_j over draws per network, truth and the 68% credible set
+    tag = next((t for t in ("cnf_vi_k10", "cnf_amcmc_s0.1") if t in pts), next(iter(pts), None))
+    if tag is not None:
+        with np.load(out / budget / tag / "results.npz") as data:
+            key = "ring/q10" if "fractions/ring/q10" in data.files else next(
+                k[len("fractions/"):] for k in data.files if k.startswith("fractions/ring/"))
+            fr, truth = data[f"fractions/{key}"], data[f"truth/{key}"]
+        j = int(np.argmax(truth))  # any bin; the first of the largest truth
+        fig, ax = plt.subplots()
+        for k in range(fr.shape[0]):
+            v = np.sort(fr[k, :, j])
+            ax.step(v, np.arange(1, len(v) + 1) / len(v), where="post", color=f"C{k}",
+                    label=f"network {k}")
+            lo, hi = np.quantile(fr[k, :, j], [0.16, 0.84])
+            ax.axvspan(lo, hi, color=f"C{k}", alpha=0.08)
+        ax.axvline(truth[j], color="k", lw=2, label="truth")
+        ax.set_xlabel(rf"$\hat h_j$ (bin {j} of {key})")
+        ax.set_ylabel("Cumulative fraction of draws")
+        ax.legend(fontsize=10)
+        plotting.label_axes(ax, "Simulation", tag)
+        made.append(plotting.save_figure(fig, fig_dir / "one_bin_cdf")[1])
+
+    # 2. calibration curves for 5x5, 10x10, 50x50 grids
+    for g in (5, 10, 50):
+        fig, ax = plt.subplots()
+        drawn = False
+        for t in pts:
+            res_path = out / budget / t / "results.json"
+            res = json.loads(res_path.read_text())
+            b = res["binnings"].get(f"ring/q{g}")
+            if b is None:
+                continue
+            cov = b["coverage"]
+            band = (cov["band_low"], cov["band_high"]) if cov.get("band_low") else None
+            plotting.plot_calibration(np.asarray(cov["levels"]), np.asarray(cov["empirical"]),
+                                      band=band, label=f"{t} ({cov['mad']:.3f})", ax=ax,
+                                      color=colors[t])
+            drawn = True
+        if drawn:
+            ax.legend(fontsize=8, loc="upper left")
+            plotting.label_axes(ax, "Simulation", f"ring, {g}x{g} quantiles")
+            made.append(plotting.save_figure(fig, fig_dir / f"calibration_{g}x{g}")[1])
+        else:
+            plt.close(fig)
+
+    # 3. MAD, MAD_r, MAD_phi vs n_Q
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5.5), sharey=True)
+    for t, p in pts.items():
+        nq = [r["n_q"] for r in p["rows"]]
+        for ax, key in zip(axes, ("mad", "mad_r", "mad_phi"), strict=True):
+            ax.plot(nq, [r[key] for r in p["rows"]], "o-", color=colors[t], label=t, ms=4)
+    for ax, name in zip(axes, ("MAD", r"MAD$_r$", r"MAD$_\phi$"), strict=True):
+        ax.set_xscale("log")
+        ax.set_xlabel("Number of quantiles $n_Q$")
+        ax.set_ylabel(name)
+    axes[0].legend(fontsize=8)
+    made.append(plotting.save_figure(fig, fig_dir / "mad_vs_nq")[1])
+
+    # 4. signed radial coverage deviation on the finest grid
+    fig, ax = plt.subplots()
+    for t in pts:
+        res = json.loads((out / budget / t / "results.json").read_text())
+        keys = sorted((int(k.split("/q")[1]), k) for k in res["binnings"] if k.startswith("ring/"))
+        g, key = keys[-1]
+        b = res["binnings"][key]
+        prof = b["coverage"].get("profile")
+        if prof is None:
+            continue
+        edges = np.asarray(b["edges"][0])
+        centers = 0.5 * (edges[:-1] + edges[1:])
+        sel = centers <= 7.0
+        ax.plot(centers[sel], np.asarray(prof, float)[sel], "-", color=colors[t], label=t)
+    ax.axhline(0, color="grey", lw=1)
+    ax.set_xlabel("$r$")
+    ax.set_ylabel(r"Signed coverage deviation $\langle \bar c - c\rangle$")
+    ax.legend(fontsize=8)
+    plotting.label_axes(ax, "Simulation", "finest (r, phi) grid of the budget")
+    made.append(plotting.save_figure(fig, fig_dir / "radial_coverage")[1])
+
+    # 5. amplification vs n_Q with the power-law fit
+    fig, ax = plt.subplots()
+    for t, p in pts.items():
+        nq = np.array([r["n_q"] for r in p["rows"]], float)
+        plotting.plot_amplification_vs_bins(nq, np.array([r["amp_mean"] for r in p["rows"]]),
+                                            lo=np.array([r["amp_min"] for r in p["rows"]]),
+                                            hi=np.array([r["amp_max"] for r in p["rows"]]),
+                                            label=t, ax=ax)
+        if p["fit"]:
+            xx = np.geomspace(*p["fit"]["n_q_range"], 20)
+            ax.plot(xx, p["fit"]["a"] * xx ** p["fit"]["b"], ":", color="k", lw=1)
+    ax.legend(fontsize=8)
+    plotting.label_axes(ax, "Simulation", "ring; dotted: fits a n_Q^b")
+    made.append(plotting.save_figure(fig, fig_dir / "amplification_vs_nq")[1])
+
+    # 6. JSD closure vs n_Q
+    fig, ax = plt.subplots()
+    for t, p in pts.items():
+        nq = [r["n_q"] for r in p["rows"]]
+        n = p["n_train"]
+        ax.plot(nq, [r["n_prime"] / n for r in p["rows"]], "o-", color=colors[t], label=f"{t} n'")
+        ax.plot(nq, [r["n_eq"] / n for r in p["rows"]], "s--", color=colors[t], ms=4)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("Number of quantiles $n_Q$")
+    ax.set_ylabel("Amplification (solid: Bayesian n'/n, dashed: JSD n_eq/n)")
+    ax.legend(fontsize=7)
+    made.append(plotting.save_figure(fig, fig_dir / "closure_vs_nq")[1])
+
+    # 7. per-bin amplification on the finest grid of the headline VI point, as an (r, phi) map
+    if tag is not None:
+        res = json.loads((out / budget / tag / "results.json").read_text())
+        keys = sorted((int(k.split("/q")[1]), k) for k in res["binnings"] if k.startswith("ring/"))
+        g, key = keys[len(keys) // 2]
+        b = res["binnings"][key]
+        per_bin = np.asarray([np.nan if v is None else v for v in
+                              b["amplification"]["per_bin_mean"]], float).reshape(g, g)
+        fig, ax = plt.subplots()
+        im = ax.imshow(per_bin.T / res["data"]["n_train"], origin="lower", aspect="auto",
+                       norm=plt.matplotlib.colors.LogNorm())
+        fig.colorbar(im, ax=ax, label="per-bin amplification $n'_j/n$")
+        ax.set_xlabel("r quantile index")
+        ax.set_ylabel(r"$\phi$ quantile index")
+        plotting.label_axes(ax, "Simulation", f"{tag}, {g}x{g}")
+        made.append(plotting.save_figure(fig, fig_dir / "amplification_per_bin")[1])
+    return made
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("step", choices=("run", "report", "all"))
+    p.add_argument("--budget", choices=sorted(BUDGETS), default="small")
+    p.add_argument("--configs", default=",".join(CONFIGS),
+                   help=f"comma-separated study points (default all: {', '.join(CONFIGS)})")
+    p.add_argument("--out", type=Path, default=HERE / "runs" / "ring")
+    p.add_argument("--results", type=Path, default=HERE / "results")
+    p.add_argument("--figures", type=Path, default=HERE / "figures" / "ring")
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+    tags = [t.strip() for t in args.configs.split(",") if t.strip()]
+    unknown = [t for t in tags if t not in CONFIGS]
+    if unknown:
+        print(f"ring_study: error: unknown config(s) {unknown}", file=sys.stderr)
+        return 2
+    if args.step in ("run", "all"):
+        run(args.budget, tags, args.out, args.seed)
+    if args.step in ("report", "all"):
+        summary = summarise(args.budget, args.out)
+        summary["figures"] = [str(f) for f in figures(args.budget, args.out, summary,
+                                                      args.figures)]
+        args.results.mkdir(parents=True, exist_ok=True)
+        from calamp.outputs import write_json
+
+        path = write_json(args.results / f"ring_summary_{args.budget}.json", summary)
+        if args.budget == "small":  # the budget RING_RESULTS.md reports
+            write_json(args.results / "ring_summary.json", summary)
+        print(f"[ring] summary: {path}")
+        for t, pt in summary["points"].items():
+            fit = pt["fit"] or {}
+            print(f"{t:<18} a={fit.get('a', float('nan')):.3g}±{fit.get('a_err', float('nan')):.2g}"
+                  f" b={fit.get('b', float('nan')):.3f}±{fit.get('b_err', float('nan')):.3f}"
+                  f" mean MAD={pt['mean_mad']:.3f} wall={pt['budget']['total_seconds']:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
