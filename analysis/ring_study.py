@@ -127,7 +127,8 @@ def summarise(budget: str, out: Path) -> dict:
         folder = out / budget / tag
         if not (folder / "results.json").is_file():
             continue
-        res = json.loads((folder / "results.json").read_text())
+        # recompute the statistics from the stored histograms with the current estimators
+        res = pipeline.reanalyse(folder, plots=False)
         n = res["data"]["n_train"]
         grids = sorted(int(k.split("/q")[1]) for k in res["binnings"] if k.startswith("ring/"))
         rows = []

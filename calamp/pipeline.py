@@ -48,6 +48,7 @@ __all__ = [
     "run_job",
     "run_network",
     "load_network",
+    "reanalyse",
     "write_samples",
 ]
 
@@ -56,6 +57,7 @@ _PURPOSES = {"truth": 1, "train_data": 2, "init": 3, "fit": 4, "draw": 5, "gener
              "split": 12}
 _MARKER = ".calamp-results"
 _MAX_FLOORED = 0.1  # above this share of floored bins the raw amplification estimate is used
+_MAX_CORRECTION = 2.0  # ... and above this ratio of corrected to raw total
 
 
 def derive_seed(master: int, purpose: str, *indices: int) -> int:
@@ -189,7 +191,8 @@ def event_observables(kind: str, events: Any, names: tuple[str, ...] | None = No
         return {"ring": polar, "r": polar[:, 0], "phi": polar[:, 1]}
     from calamp.observables import shower_observables
 
-    obs = shower_observables(events.energy, events.incident_energy)
+    cells = names is not None and any(n.startswith("cell_") for n in names)
+    obs = shower_observables(events.energy, events.incident_energy, cells=cells)
     if names is not None:
         obs = {k: obs[k] for k in names}
     return obs
@@ -561,6 +564,15 @@ def write_samples(path: str | Path, networks: list[NetworkDraws], kind: str, n: 
 # ------------------------------------------------------------------------------------------------
 # 5. statistics
 # ------------------------------------------------------------------------------------------------
+def _nanmean0(a: np.ndarray) -> np.ndarray:
+    """Mean over axis 0 ignoring NaN; NaN (without a warning) where every entry is NaN."""
+    a = np.asarray(a, float)
+    ok = np.isfinite(a)
+    n = ok.sum(axis=0)
+    total = np.where(ok, a, 0.0).sum(axis=0)
+    return np.divide(total, n, out=np.full(total.shape, np.nan), where=n > 0)
+
+
 def verdict(n_prime: float, n_eq: float) -> str:
     """Closure verdict: does the Bayesian n' agree with the JSD-equivalent n_eq (factor 2)?"""
     if not (np.isfinite(n_prime) and np.isfinite(n_eq)) or n_eq <= 0:
@@ -590,16 +602,20 @@ def analyse(cfg: RunConfig, key: str, binning: Binning, fractions: np.ndarray,
     amp = stats.amplification(fractions, n_generated=g)
     amp_binomial = stats.amplification(fractions, n_generated=g, form="binomial")
     # The noise-corrected estimate subtracts the multinomial variance of g generated events
-    # from the spread over draws. Where that noise dominates (many bins floored), the
-    # difference is meaningless and the raw estimate (which is capped near g) is reported.
+    # from the spread over draws. Where that noise is more than half of the spread (the
+    # corrected total more than twice the raw one) or many bins hit the floor, the difference
+    # of two similar numbers is unreliable; then the raw estimate is reported: it is biased
+    # low, a lower bound on n' (and capped near g).
     floored = float(np.mean(np.asarray(amp.n_floored, float))) / binning.n_bins
-    use_raw = floored > _MAX_FLOORED
+    noise_ratio = float(np.mean(amp.total) / max(float(np.mean(amp.total_raw)), 1e-300))
+    use_raw = floored > _MAX_FLOORED or noise_ratio > _MAX_CORRECTION
     n_prime = np.asarray(amp.total_raw if use_raw else amp.total, float)
     per_bin = amp.per_bin_raw if use_raw else amp.per_bin
-    used = (f"raw: the generation noise of g = {g} events dominates the spread in "
-            f"{100 * floored:.0f}% of the bins, so the corrected estimate is unreliable "
-            "(raise --generated)") if use_raw else (
-            f"noise-corrected for g = {g} generated events per draw")
+    used = (f"raw (a lower bound): the generation noise of g = {g} events is too large a part "
+            f"of the spread (corrected/raw = {noise_ratio:.2g}, {100 * floored:.0f}% of bins "
+            "floored); raise --generated") if use_raw else (
+            f"noise-corrected for g = {g} generated events per draw "
+            f"(corrected/raw = {noise_ratio:.2g})")
     out: dict[str, Any] = {
         "observable": name,
         "n_quantiles": nq,
@@ -619,10 +635,11 @@ def analyse(cfg: RunConfig, key: str, binning: Binning, fractions: np.ndarray,
             "mean_factor_raw": float(np.mean(amp.total_raw) / n_train),
             "estimate_used": used,
             "corrected": not use_raw,
+            "correction_ratio": noise_ratio,
             "form": amp.form,
             "n_masked": np.asarray(amp.n_masked).tolist(),
             "n_floored": np.asarray(amp.n_floored).tolist(),
-            "per_bin_mean": np.nanmean(per_bin, axis=0).tolist(),
+            "per_bin_mean": _nanmean0(per_bin).tolist(),
         },
     }
     if cfg.bootstrap >= 2:
@@ -765,7 +782,7 @@ def _prepare_out(out: Path, cfg: RunConfig, overwrite: bool, resume: bool) -> No
                 raise OutputExistsError(msg)
             old = json.loads(cfg_file.read_text())
             new = json.loads(json.dumps(cfg.to_dict()))
-            ignore = {"progress", "plots"}
+            ignore = {"progress", "plots", "scheduler"}
             diff = sorted(k for k in new if k not in ignore and old.get(k) != new[k])
             if diff:
                 msg = (f"--resume: options differ from the run in {out}: {', '.join(diff)}; "
@@ -842,11 +859,13 @@ def run_job(cfg: RunConfig, input_path: str | Path | None = None, out: str | Pat
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    truth_obs = event_observables(source.kind, source.truth)
+    names = None if source.kind == "ring" else tuple(cfg.observables)
+    truth_obs = event_observables(source.kind, source.truth, names)
     binnings = make_binnings(cfg, source.kind, truth_obs)
     truth = {key: b.truth_fractions(truth_obs[_split_key(key)[0]]) for key, b in binnings.items()}
-    train_fr = {key: np.stack([b.fractions(event_observables(source.kind, t)[_split_key(key)[0]])
-                               for t in source.train_sets]) for key, b in binnings.items()}
+    train_obs = [event_observables(source.kind, t, names) for t in source.train_sets]
+    train_fr = {key: np.stack([b.fractions(o[_split_key(key)[0]]) for o in train_obs])
+                for key, b in binnings.items()}
     timings["binning_seconds"] = time.perf_counter() - t0
 
     if client is None:
@@ -875,7 +894,6 @@ def run_job(cfg: RunConfig, input_path: str | Path | None = None, out: str | Pat
         "binnings": {},
     }
     arrays: dict[str, np.ndarray] = {}
-    records = []
     for key, b in binnings.items():
         counts = np.stack([pn["counts"][key] for pn in per_net]).astype(np.float64)
         n_filled = np.stack([pn["n_filled"] for pn in per_net]).astype(np.float64)
@@ -885,11 +903,6 @@ def run_job(cfg: RunConfig, input_path: str | Path | None = None, out: str | Pat
         arrays[f"fractions/{key}"] = fractions
         arrays[f"truth/{key}"] = truth[key]
         arrays[f"train/{key}"] = train_fr[key]
-        edges = b.edges[0] if len(b.shape) == 1 else None
-        records.append({"path": key.replace("/", "/"), "edges": edges, "label": key,
-                        "truth": truth[key], "draws": fractions,
-                        "amp_per_bin": np.asarray(res["amplification"]["per_bin_mean"],
-                                                  dtype=float)})
     if source.kind == "showers" and per_net[0]["mean_image"] is not None:
         arrays["mean_image"] = np.stack([pn["mean_image"] for pn in per_net])
         arrays["truth_mean_image"] = source.truth.energy.mean(axis=0)
@@ -899,7 +912,7 @@ def run_job(cfg: RunConfig, input_path: str | Path | None = None, out: str | Pat
     from calamp.outputs import write_root
 
     np.savez_compressed(out / "results.npz", **arrays)
-    write_root(out / "results.root", records)
+    write_root(out / "results.root", root_records(results, arrays))
     if cfg.write_samples > 0 and source.kind == "showers":
         t0 = time.perf_counter()
         nets = [load_network(out / "draws", k) for k in range(cfg.networks)]
@@ -917,6 +930,54 @@ def run_job(cfg: RunConfig, input_path: str | Path | None = None, out: str | Pat
     results["timings"] = timings
     write_json(out / "results.json", results)
     print(format_summary(results), file=sys.stderr)
+    return results
+
+
+def root_records(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
+                 ) -> list[dict[str, Any]]:
+    """What :func:`calamp.outputs.write_root` writes, from the results and their arrays."""
+    records = []
+    for key, b in results["binnings"].items():
+        records.append({"path": key, "edges": b["edges"][0] if len(b["shape"]) == 1 else None,
+                        "label": key, "truth": np.asarray(b["truth"], float),
+                        "draws": arrays[f"fractions/{key}"],
+                        "amp_per_bin": np.asarray([np.nan if v is None else v for v in
+                                                   b["amplification"]["per_bin_mean"]], float)})
+    return records
+
+
+def reanalyse(out: str | Path, *, plots: bool | None = None) -> dict[str, Any]:
+    """Recompute every statistic of a finished job from its stored histograms.
+
+    Reads ``results.json`` (configuration, binnings) and ``results.npz`` (per-draw fractions,
+    truth and training fractions), reruns :func:`analyse` with the current code, and rewrites
+    ``results.json``, ``results.root`` and (unless ``plots=False``) the figures. No network is
+    retrained and no event regenerated.
+    """
+    from calamp.config import make_config
+    from calamp.histograms import QuantileBinning
+    from calamp.outputs import write_json, write_root
+
+    out = Path(out)
+    results = json.loads((out / "results.json").read_text())
+    cfg = make_config(results["config"])
+    with np.load(out / "results.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    n_train = results["data"]["n_train"]
+    for key, b in list(results["binnings"].items()):
+        binning = QuantileBinning(tuple(np.asarray(e, float) for e in b["edges"]),
+                                  tuple(f"x{a}" for a in range(len(b["edges"]))))
+        results["binnings"][key] = analyse(cfg, key, binning, arrays[f"fractions/{key}"],
+                                           arrays[f"truth/{key}"], arrays[f"train/{key}"],
+                                           n_train)
+    results["summary"] = summary_rows(results)
+    write_root(out / "results.root", root_records(results, arrays))
+    if cfg.plots if plots is None else plots:
+        from calamp.report import make_figures
+
+        results["figures"] = [str(p.relative_to(out)) for p in make_figures(results, arrays,
+                                                                             out / "figures")]
+    write_json(out / "results.json", results)
     return results
 
 

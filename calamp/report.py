@@ -152,15 +152,22 @@ def make_figures(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m calamp.report FOLDER``: redraw the figures of a results folder."""
-    argv = sys.argv[1:] if argv is None else argv
+    """``python -m calamp.report FOLDER [--reanalyse]``: redraw the figures of a results folder
+    (with ``--reanalyse``, first recompute every statistic from the stored histograms)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    reanalyse = "--reanalyse" in argv
+    argv = [a for a in argv if a != "--reanalyse"]
     if len(argv) != 1:
-        print("usage: python -m calamp.report RESULTS_FOLDER", file=sys.stderr)
+        print("usage: python -m calamp.report RESULTS_FOLDER [--reanalyse]", file=sys.stderr)
         return 2
     folder = Path(argv[0])
     if not (folder / "results.json").is_file() or not (folder / "results.npz").is_file():
         print(f"calamp: error: {folder} has no results.json/results.npz", file=sys.stderr)
         return 2
+    if reanalyse:
+        from calamp.pipeline import reanalyse as _reanalyse
+
+        _reanalyse(folder, plots=False)
     results, arrays = load_results(folder)
     for p in make_figures(results, arrays, folder / "figures"):
         print(p)

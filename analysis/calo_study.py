@@ -1,0 +1,246 @@
+"""Calomplify: Bayesian amplification and calibration for 10x10 photon showers.
+
+    python analysis/calo_study.py run    --budget small   # trains, draws, histograms
+    python analysis/calo_study.py report --budget small   # figures + calo_summary.json
+
+Every study point is one :func:`calamp.pipeline.run_job` on a shower file in the input
+contract. With the shipped simulator file (``data/shower.root``) network 0 trains on the file
+and networks 1..K-1 on fresh simulator samples of the same size, and the truth is a large fresh
+simulator sample; with a user's own file (``--input``, e.g. Geant4 showers converted to 10x10
+images) the truth is a held-out part of the file and the outputs say that coverage is measured
+against a finite reference. Runs are resumable and keep their draws.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from calamp import pipeline
+from calamp.config import SHOWER_OBSERVABLES, make_config
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent / "data" / "shower.root"
+CELLS = ("cell_4_4", "cell_4_5", "cell_5_4", "cell_5_5", "cell_3_4")
+
+BUDGETS: dict[str, dict] = {
+    "ci": dict(networks=2, draws=4, generated=2_000, train_steps=40, truth_events=20_000,
+               n_quantiles=(3, 5), sizes=(300,), mcmc_burn_in=5, mcmc_thin=2, hidden=16,
+               layers=2),
+    # about an hour on 2 cores for the default list of points
+    "small": dict(networks=5, draws=16, generated=10_000, train_steps=1_000,
+                  truth_events=1_000_000, n_quantiles=(5, 10, 20, 50), sizes=(1_000, 10_000),
+                  mcmc_burn_in=100, mcmc_thin=10, hidden=64, layers=4),
+}
+
+# (tag, options, training sizes): the Bayesian coupling flow with VI (k scan) and AdamMCMC
+# (sigma scan), the Bayesian GAN, and the oracle check
+POINTS: dict[str, dict] = {
+    "oracle": dict(method="oracle"),
+    "flow_vi_k1": dict(model="flow", method="vi", kl_factor=1.0),
+    "flow_vi_k10": dict(model="flow", method="vi", kl_factor=10.0),
+    "flow_amcmc_s0.1": dict(model="flow", method="adammcmc", sigma=0.1),
+    "flow_amcmc_s0.5": dict(model="flow", method="adammcmc", sigma=0.5),
+    "gan_vi_k1": dict(model="gan", method="vi", kl_factor=1.0),
+}
+# the training-set-size scan is run for these points only (the rest at the largest size)
+SIZE_SCAN = ("oracle", "flow_vi_k1")
+
+
+def point_config(tag: str, budget: str, n_train: int, seed: int = 1):
+    """The :class:`~calamp.config.RunConfig` of one study point."""
+    b = BUDGETS[budget]
+    opts = dict(POINTS[tag])
+    base = dict(model="flow", networks=b["networks"], draws=b["draws"],
+                generated=b["generated"], train_steps=b["train_steps"], n_train=n_train,
+                truth_events=b["truth_events"], n_quantiles=b["n_quantiles"],
+                batch_size=min(256, n_train), hidden=b["hidden"], layers=b["layers"],
+                observables=SHOWER_OBSERVABLES + CELLS, seed=seed, bootstrap=50,
+                plots=True, progress=False, chunk_size=20_000)
+    if opts.get("method") == "adammcmc":
+        base.update(burn_in=b["mcmc_burn_in"],
+                    mcmc_steps=b["mcmc_burn_in"] + b["draws"] * b["mcmc_thin"],
+                    sampler_lr=1e-4)
+    base.update(opts)
+    return make_config(base)
+
+
+def points(budget: str, tags: list[str]) -> list[tuple[str, int]]:
+    """(tag, n_train) pairs of a budget."""
+    sizes = BUDGETS[budget]["sizes"]
+    out = []
+    for tag in tags:
+        for n in (sizes if tag in SIZE_SCAN else sizes[-1:]):
+            out.append((tag, n))
+    return out
+
+
+def run(budget: str, tags: list[str], out: Path, data: Path, seed: int) -> None:
+    for tag, n in points(budget, tags):
+        folder = out / budget / f"{tag}_n{n}"
+        if (folder / "results.json").is_file():
+            print(f"[calo] {tag} n={n}: done already", flush=True)
+            continue
+        t0 = time.perf_counter()
+        print(f"[calo] {tag} n={n}: start", flush=True)
+        pipeline.run_job(point_config(tag, budget, n, seed), data, out=folder,
+                         resume=folder.exists())
+        print(f"[calo] {tag} n={n}: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def summarise(budget: str, out: Path) -> dict:
+    """calo_summary.json: per point, training size, observable and binning."""
+    summary: dict = {"budget": budget, "budget_settings": BUDGETS[budget], "points": {}}
+    for folder in sorted((out / budget).glob("*_n*")):
+        if not (folder / "results.json").is_file():
+            continue
+        # recompute the statistics from the stored histograms with the current estimators
+        res = pipeline.reanalyse(folder)
+        cfg = res["config"]
+        n = res["data"]["n_train"]
+        obs: dict = {}
+        for key, b in res["binnings"].items():
+            clo = b["closure"]
+            obs.setdefault(b["observable"], {})[str(b["n_quantiles"])] = {
+                "n_bins": b["n_bins"],
+                "n_prime": b["amplification"]["n_prime"],
+                "amplification": b["amplification"]["mean_factor"],
+                "amplification_raw": b["amplification"]["mean_factor_raw"],
+                "amplification_corrected": float(np.mean(b["amplification"]["n_prime_corrected"])
+                                                 / n),
+                "estimate_used": b["amplification"]["estimate_used"],
+                "mad": b["coverage"]["mad"],
+                "n_eq": clo["n_eq_geomean"],
+                "true_amplification": clo["n_eq_geomean"] / n,
+                "jsd_generated": clo["jsd"], "jsd_train": clo["jsd_train"],
+                "generated_closer_than_train": clo["generated_closer_than_train"],
+                "verdict": clo["verdict"],
+            }
+        wall = sum(net.get("wall_seconds", 0) + net.get("generate_seconds", 0)
+                   for net in res["networks"])
+        summary["points"][folder.name] = {
+            "model": cfg["model"], "method": cfg["method"], "kl_factor": cfg["kl_factor"],
+            "sigma": cfg["sigma"], "n_train": n, "data": res["data"], "observables": obs,
+            "mean_mad": float(np.mean([v["mad"] for o in obs.values() for v in o.values()])),
+            "budget": {"train_steps": cfg["train_steps"], "mcmc_steps": cfg["mcmc_steps"],
+                       "draws": cfg["draws"], "generated": cfg["generated"],
+                       "networks": cfg["networks"], "wall_seconds": wall,
+                       "total_seconds": res["timings"]["total_seconds"]},
+            "acceptance": [net.get("chain", {}).get("acceptance_rate")
+                           for net in res["networks"]],
+        }
+    for method in ("vi", "adammcmc"):
+        pts = {t: p for t, p in summary["points"].items()
+               if p["method"] == method and p["model"] == "flow"}
+        if pts:
+            summary.setdefault("best_calibrated", {})[method] = min(
+                pts, key=lambda t: pts[t]["mean_mad"])
+    return summary
+
+
+def figures(summary: dict, out: Path, budget: str, fig_dir: Path) -> list[Path]:
+    """Study-level figures (each run also has its own figures in its folder)."""
+    import matplotlib.pyplot as plt
+
+    from calamp import plotting
+
+    plotting.use_style()
+    made = []
+    pts = summary["points"]
+    # closure: Bayesian vs true amplification, every observable and binning, per point
+    fig, ax = plt.subplots()
+    lo, hi = np.inf, 0.0
+    for i, (tag, p) in enumerate(pts.items()):
+        xs = [v["true_amplification"] for o in p["observables"].values() for v in o.values()]
+        ys = [v["amplification"] for o in p["observables"].values() for v in o.values()]
+        ax.scatter(xs, ys, s=14, color=f"C{i % 10}", label=tag)
+        vals = np.asarray(xs + ys, float)
+        vals = vals[np.isfinite(vals) & (vals > 0)]
+        if vals.size:
+            lo, hi = min(lo, vals.min()), max(hi, vals.max())
+    if hi > 0:
+        ax.plot([lo / 2, hi * 2], [lo / 2, hi * 2], "--", color="grey", label="diagonal")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"JSD closure ('true') amplification $n_{eq}/n$")
+    ax.set_ylabel(r"Bayesian amplification $n'/n$")
+    ax.legend(fontsize=8)
+    plotting.label_axes(ax, "Simulation", "50 GeV photons, all observables")
+    made.append(plotting.save_figure(fig, fig_dir / "closure_all")[1])
+
+    # amplification vs training-set size (finest common binning), per observable
+    for tag in SIZE_SCAN:
+        runs = sorted((p["n_train"], p) for t, p in pts.items() if t.startswith(tag + "_n"))
+        if len(runs) < 2:
+            continue
+        fig, ax = plt.subplots()
+        for j, name in enumerate(SHOWER_OBSERVABLES):
+            nq = max(runs[0][1]["observables"][name], key=int)
+            ax.plot([n for n, _ in runs],
+                    [p["observables"][name][nq]["amplification"] for _, p in runs], "o-",
+                    color=f"C{j % 10}", label=f"{name} ({nq} q.)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.axhline(1, color="grey", ls="--")
+        ax.set_xlabel("Training showers $n$")
+        ax.set_ylabel("Amplification $n'/n$")
+        ax.legend(fontsize=8, ncol=2)
+        plotting.label_axes(ax, "Simulation", tag)
+        made.append(plotting.save_figure(fig, fig_dir / f"amplification_vs_n_{tag}")[1])
+
+    # copy the per-run figures of the headline point (observables with bands, mean shower)
+    head = next((t for t in pts if t.startswith("flow_vi_k1_n") and t.endswith(
+        str(BUDGETS[budget]["sizes"][-1]))), None)
+    if head is not None:
+        import shutil
+
+        src = out / budget / head / "figures"
+        for png in sorted(src.glob("*.png")):
+            dst = fig_dir / f"{head}_{png.name}"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(png, dst)
+            made.append(dst)
+    return made
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("step", choices=("run", "report", "all"))
+    p.add_argument("--budget", choices=sorted(BUDGETS), default="small")
+    p.add_argument("--points", default=",".join(POINTS))
+    p.add_argument("--input", type=Path, default=DATA, help="shower ROOT file (input contract)")
+    p.add_argument("--out", type=Path, default=HERE / "runs" / "calo")
+    p.add_argument("--results", type=Path, default=HERE / "results")
+    p.add_argument("--figures", type=Path, default=HERE / "figures" / "calo")
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+    tags = [t.strip() for t in args.points.split(",") if t.strip()]
+    unknown = [t for t in tags if t not in POINTS]
+    if unknown:
+        print(f"calo_study: error: unknown point(s) {unknown}", file=sys.stderr)
+        return 2
+    if args.step in ("run", "all"):
+        run(args.budget, tags, args.out, args.input, args.seed)
+    if args.step in ("report", "all"):
+        from calamp.outputs import write_json
+
+        summary = summarise(args.budget, args.out)
+        summary["figures"] = [str(f) for f in figures(summary, args.out, args.budget,
+                                                      args.figures)]
+        args.results.mkdir(parents=True, exist_ok=True)
+        path = write_json(args.results / f"calo_summary_{args.budget}.json", summary)
+        if args.budget == "small":
+            write_json(args.results / "calo_summary.json", summary)
+        print(f"[calo] summary: {path}")
+        for t, pt in summary["points"].items():
+            print(f"{t:<24} mean MAD={pt['mean_mad']:.3f} wall={pt['budget']['total_seconds']:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
