@@ -101,7 +101,8 @@ def plot_observable(edges: np.ndarray, truth: np.ndarray, mean: np.ndarray, std:
         art["train"] = ax.stairs(dens(train), edges, color="C1", lw=1.2, ls="--",
                                  label="Training data")
     ax.set_ylabel("Fraction / unit")
-    ax.legend(loc="best")
+    ax.set_ylim(0, 1.35 * ax.get_ylim()[1])  # head-room for the legend
+    ax.legend(loc="upper right", fontsize=11, frameon=False)
     if ratio_ax is not None:
         t = np.where(truth > 0, truth, np.nan)
         ratio_ax.stairs((mean + std) / t, edges, baseline=(mean - std) / t, fill=True,
@@ -110,7 +111,7 @@ def plot_observable(edges: np.ndarray, truth: np.ndarray, mean: np.ndarray, std:
         if train is not None:
             ratio_ax.stairs(train / t, edges, color="C1", ls="--")
         ratio_ax.axhline(1.0, color="k", lw=1)
-        ratio_ax.set_ylabel("Ratio to truth")
+        ratio_ax.set_ylabel("Ratio", fontsize=16)
         ratio_ax.set_xlabel(xlabel)
         ax.set_xlabel("")
     else:
@@ -168,8 +169,12 @@ def plot_amplification_per_bin(edges: np.ndarray, per_bin: np.ndarray, *, n_trai
     art = {"amp": ax.stairs(np.asarray(per_bin) / n_train, edges, color="C2", lw=1.5)}
     art["unity"] = ax.axhline(1.0, color="grey", ls="--", lw=1)
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.tick_params(axis="y", labelsize=14)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("Per-bin amplification $n'_j/n$")
+    ax.set_ylabel("$n'_j/n$", fontsize=16)
     return art
 
 

@@ -70,8 +70,9 @@ def make_figures(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
             continue
         fr = arrays[f"fractions/{key}"]
         edges = np.asarray(r["edges"][0])
-        fig, (ax, rax, aax) = plt.subplots(3, 1, figsize=(7, 9), sharex=True,
-                                           gridspec_kw={"height_ratios": [3, 1.2, 1.2]})
+        fig, (ax, rax, aax) = plt.subplots(3, 1, figsize=(8, 9), sharex=True,
+                                           gridspec_kw={"height_ratios": [3, 1.2, 1.2],
+                                                        "hspace": 0.08})
         plotting.plot_observable(edges, np.asarray(r["truth"]), fr[0].mean(0), fr[0].std(0, ddof=1),
                                  xlabel="", train=arrays[f"train/{key}"][0], ax=ax, ratio_ax=rax,
                                  model_label="Network 0: posterior mean ± std")
@@ -99,16 +100,18 @@ def make_figures(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
     nqs = sorted({q for keys in by_obs.values() for q in keys})
     for q in nqs:
         fig, ax = plt.subplots()
+        few = sum(q in keys for keys in by_obs.values()) <= 3  # bands only when readable
         for j, (obs, keys) in enumerate(by_obs.items()):
             if q not in keys:
                 continue
             cov = results["binnings"][keys[q]]["coverage"]
-            band = ((cov["band_low"], cov["band_high"]) if cov.get("band_low") is not None
-                    else None)
+            band = ((cov["band_low"], cov["band_high"]) if few and cov.get("band_low")
+                    is not None else None)
             plotting.plot_calibration(np.asarray(cov["levels"]), np.asarray(cov["empirical"]),
                                       band=band, ax=ax, color=f"C{j % 10}",
                                       label=f"{obs} (MAD {cov['mad']:.3f})")
-        ax.legend(fontsize=9, ncol=1, loc="upper left")
+        ax.legend(fontsize=9 if few else 8, ncol=1 if few else 2, loc="upper left",
+                  frameon=False)
         plotting.label_axes(ax, "Simulation", f"{q} quantiles per axis")
         pngs.append(plotting.save_figure(fig, folder / f"calibration_q{q}")[1])
 
