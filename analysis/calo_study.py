@@ -14,7 +14,6 @@ against a finite reference. Runs are resumable and keep their draws.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,13 +28,33 @@ DATA = HERE.parent / "data" / "shower.root"
 CELLS = ("cell_4_4", "cell_4_5", "cell_5_4", "cell_5_5", "cell_3_4")
 
 BUDGETS: dict[str, dict] = {
-    "ci": dict(networks=2, draws=4, generated=2_000, train_steps=40, truth_events=20_000,
-               n_quantiles=(3, 5), sizes=(300,), mcmc_burn_in=5, mcmc_thin=2, hidden=16,
-               layers=2),
+    "ci": dict(
+        networks=2,
+        draws=4,
+        generated=2_000,
+        train_steps=40,
+        truth_events=20_000,
+        n_quantiles=(3, 5),
+        sizes=(300,),
+        mcmc_burn_in=5,
+        mcmc_thin=2,
+        hidden=16,
+        layers=2,
+    ),
     # about an hour on 2 cores for the default list of points
-    "small": dict(networks=5, draws=16, generated=10_000, train_steps=1_000,
-                  truth_events=1_000_000, n_quantiles=(5, 10, 20, 50), sizes=(1_000, 10_000),
-                  mcmc_burn_in=100, mcmc_thin=10, hidden=64, layers=4),
+    "small": dict(
+        networks=5,
+        draws=16,
+        generated=10_000,
+        train_steps=1_000,
+        truth_events=1_000_000,
+        n_quantiles=(5, 10, 20, 50),
+        sizes=(1_000, 10_000),
+        mcmc_burn_in=100,
+        mcmc_thin=10,
+        hidden=64,
+        layers=4,
+    ),
 }
 
 # (tag, options, training sizes): the Bayesian coupling flow with VI (k scan) and AdamMCMC
@@ -56,16 +75,31 @@ def point_config(tag: str, budget: str, n_train: int, seed: int = 1):
     """The :class:`~calamp.config.RunConfig` of one study point."""
     b = BUDGETS[budget]
     opts = dict(POINTS[tag])
-    base = dict(model="flow", networks=b["networks"], draws=b["draws"],
-                generated=b["generated"], train_steps=b["train_steps"], n_train=n_train,
-                truth_events=b["truth_events"], n_quantiles=b["n_quantiles"],
-                batch_size=min(256, n_train), hidden=b["hidden"], layers=b["layers"],
-                observables=SHOWER_OBSERVABLES + CELLS, seed=seed, bootstrap=50,
-                plots=True, progress=False, chunk_size=20_000)
+    base = dict(
+        model="flow",
+        networks=b["networks"],
+        draws=b["draws"],
+        generated=b["generated"],
+        train_steps=b["train_steps"],
+        n_train=n_train,
+        truth_events=b["truth_events"],
+        n_quantiles=b["n_quantiles"],
+        batch_size=min(256, n_train),
+        hidden=b["hidden"],
+        layers=b["layers"],
+        observables=SHOWER_OBSERVABLES + CELLS,
+        seed=seed,
+        bootstrap=50,
+        plots=True,
+        progress=False,
+        chunk_size=20_000,
+    )
     if opts.get("method") == "adammcmc":
-        base.update(burn_in=b["mcmc_burn_in"],
-                    mcmc_steps=b["mcmc_burn_in"] + b["draws"] * b["mcmc_thin"],
-                    sampler_lr=1e-4)
+        base.update(
+            burn_in=b["mcmc_burn_in"],
+            mcmc_steps=b["mcmc_burn_in"] + b["draws"] * b["mcmc_thin"],
+            sampler_lr=1e-4,
+        )
     base.update(opts)
     return make_config(base)
 
@@ -75,7 +109,7 @@ def points(budget: str, tags: list[str]) -> list[tuple[str, int]]:
     sizes = BUDGETS[budget]["sizes"]
     out = []
     for tag in tags:
-        for n in (sizes if tag in SIZE_SCAN else sizes[-1:]):
+        for n in sizes if tag in SIZE_SCAN else sizes[-1:]:
             out.append((tag, n))
     return out
 
@@ -88,8 +122,9 @@ def run(budget: str, tags: list[str], out: Path, data: Path, seed: int) -> None:
             continue
         t0 = time.perf_counter()
         print(f"[calo] {tag} n={n}: start", flush=True)
-        pipeline.run_job(point_config(tag, budget, n, seed), data, out=folder,
-                         resume=folder.exists())
+        pipeline.run_job(
+            point_config(tag, budget, n, seed), data, out=folder, resume=folder.exists()
+        )
         print(f"[calo] {tag} n={n}: {time.perf_counter() - t0:.0f} s", flush=True)
 
 
@@ -104,42 +139,58 @@ def summarise(budget: str, out: Path) -> dict:
         cfg = res["config"]
         n = res["data"]["n_train"]
         obs: dict = {}
-        for key, b in res["binnings"].items():
+        for b in res["binnings"].values():
             clo = b["closure"]
             obs.setdefault(b["observable"], {})[str(b["n_quantiles"])] = {
                 "n_bins": b["n_bins"],
                 "n_prime": b["amplification"]["n_prime"],
                 "amplification": b["amplification"]["mean_factor"],
                 "amplification_raw": b["amplification"]["mean_factor_raw"],
-                "amplification_corrected": float(np.mean(b["amplification"]["n_prime_corrected"])
-                                                 / n),
+                "amplification_corrected": float(
+                    np.mean(b["amplification"]["n_prime_corrected"]) / n
+                ),
                 "estimate_used": b["amplification"]["estimate_used"],
                 "mad": b["coverage"]["mad"],
                 "n_eq": clo["n_eq_geomean"],
                 "true_amplification": clo["n_eq_geomean"] / n,
-                "jsd_generated": clo["jsd"], "jsd_train": clo["jsd_train"],
+                "jsd_generated": clo["jsd"],
+                "jsd_train": clo["jsd_train"],
                 "generated_closer_than_train": clo["generated_closer_than_train"],
                 "verdict": clo["verdict"],
             }
-        wall = sum(net.get("wall_seconds", 0) + net.get("generate_seconds", 0)
-                   for net in res["networks"])
+        wall = sum(
+            net.get("wall_seconds", 0) + net.get("generate_seconds", 0) for net in res["networks"]
+        )
         summary["points"][folder.name] = {
-            "model": cfg["model"], "method": cfg["method"], "kl_factor": cfg["kl_factor"],
-            "sigma": cfg["sigma"], "n_train": n, "data": res["data"], "observables": obs,
+            "model": cfg["model"],
+            "method": cfg["method"],
+            "kl_factor": cfg["kl_factor"],
+            "sigma": cfg["sigma"],
+            "n_train": n,
+            "data": res["data"],
+            "observables": obs,
             "mean_mad": float(np.mean([v["mad"] for o in obs.values() for v in o.values()])),
-            "budget": {"train_steps": cfg["train_steps"], "mcmc_steps": cfg["mcmc_steps"],
-                       "draws": cfg["draws"], "generated": cfg["generated"],
-                       "networks": cfg["networks"], "wall_seconds": wall,
-                       "total_seconds": res["timings"]["total_seconds"]},
-            "acceptance": [net.get("chain", {}).get("acceptance_rate")
-                           for net in res["networks"]],
+            "budget": {
+                "train_steps": cfg["train_steps"],
+                "mcmc_steps": cfg["mcmc_steps"],
+                "draws": cfg["draws"],
+                "generated": cfg["generated"],
+                "networks": cfg["networks"],
+                "wall_seconds": wall,
+                "total_seconds": res["timings"]["total_seconds"],
+            },
+            "acceptance": [net.get("chain", {}).get("acceptance_rate") for net in res["networks"]],
         }
     for method in ("vi", "adammcmc"):
-        pts = {t: p for t, p in summary["points"].items()
-               if p["method"] == method and p["model"] == "flow"}
+        pts = {
+            t: p
+            for t, p in summary["points"].items()
+            if p["method"] == method and p["model"] == "flow"
+        }
         if pts:
             summary.setdefault("best_calibrated", {})[method] = min(
-                pts, key=lambda t: pts[t]["mean_mad"])
+                pts, key=lambda t: pts[t]["mean_mad"]
+            )
     return summary
 
 
@@ -181,9 +232,13 @@ def figures(summary: dict, out: Path, budget: str, fig_dir: Path) -> list[Path]:
         fig, ax = plt.subplots()
         for j, name in enumerate(SHOWER_OBSERVABLES):
             nq = max(runs[0][1]["observables"][name], key=int)
-            ax.plot([n for n, _ in runs],
-                    [p["observables"][name][nq]["amplification"] for _, p in runs], "o-",
-                    color=f"C{j % 10}", label=f"{name} ({nq} q.)")
+            ax.plot(
+                [n for n, _ in runs],
+                [p["observables"][name][nq]["amplification"] for _, p in runs],
+                "o-",
+                color=f"C{j % 10}",
+                label=f"{name} ({nq} q.)",
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.axhline(1, color="grey", ls="--")
@@ -194,8 +249,14 @@ def figures(summary: dict, out: Path, budget: str, fig_dir: Path) -> list[Path]:
         made.append(plotting.save_figure(fig, fig_dir / f"amplification_vs_n_{tag}")[1])
 
     # copy the per-run figures of the headline point (observables with bands, mean shower)
-    head = next((t for t in pts if t.startswith("flow_vi_k1_n") and t.endswith(
-        str(BUDGETS[budget]["sizes"][-1]))), None)
+    head = next(
+        (
+            t
+            for t in pts
+            if t.startswith("flow_vi_k1_n") and t.endswith(str(BUDGETS[budget]["sizes"][-1]))
+        ),
+        None,
+    )
     if head is not None:
         import shutil
 
@@ -230,15 +291,16 @@ def main(argv: list[str] | None = None) -> int:
         from calamp.outputs import write_json
 
         summary = summarise(args.budget, args.out)
-        summary["figures"] = [str(f) for f in figures(summary, args.out, args.budget,
-                                                      args.figures)]
+        summary["figures"] = [str(f) for f in figures(summary, args.out, args.budget, args.figures)]
         args.results.mkdir(parents=True, exist_ok=True)
         path = write_json(args.results / f"calo_summary_{args.budget}.json", summary)
         if args.budget == "small":
             write_json(args.results / "calo_summary.json", summary)
         print(f"[calo] summary: {path}")
         for t, pt in summary["points"].items():
-            print(f"{t:<24} mean MAD={pt['mean_mad']:.3f} wall={pt['budget']['total_seconds']:.0f}s")
+            print(
+                f"{t:<24} mean MAD={pt['mean_mad']:.3f} wall={pt['budget']['total_seconds']:.0f}s"
+            )
     return 0
 
 

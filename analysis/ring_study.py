@@ -33,16 +33,41 @@ PAPER_GRIDS = (2, 3, 4, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100, 150, 200)
 
 BUDGETS: dict[str, dict] = {
     # a few minutes: exercises every code path (tests, smoke runs)
-    "ci": dict(networks=3, draws=6, generated=20_000, train_steps=300, n_train=2_000,
-               truth_events=200_000, grids=(2, 3, 5, 10), mcmc_burn_in=20, mcmc_thin=3),
+    "ci": dict(
+        networks=3,
+        draws=6,
+        generated=20_000,
+        train_steps=300,
+        n_train=2_000,
+        truth_events=200_000,
+        grids=(2, 3, 5, 10),
+        mcmc_burn_in=20,
+        mcmc_thin=3,
+    ),
     # about an hour on 2 cores for the default configuration list
-    "small": dict(networks=5, draws=20, generated=100_000, train_steps=10_000, n_train=10_000,
-                  truth_events=2_000_000, grids=(2, 3, 4, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100),
-                  mcmc_burn_in=300, mcmc_thin=10),
+    "small": dict(
+        networks=5,
+        draws=20,
+        generated=100_000,
+        train_steps=10_000,
+        n_train=10_000,
+        truth_events=2_000_000,
+        grids=(2, 3, 4, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100),
+        mcmc_burn_in=300,
+        mcmc_thin=10,
+    ),
     # the reference: 50 draws, ~1000 events per cell at n = 200, 10^5-10^6 training steps
-    "paper": dict(networks=5, draws=50, generated=40_000_000, train_steps=250_000,
-                  n_train=10_000, truth_events=10_000_000, grids=PAPER_GRIDS,
-                  mcmc_burn_in=25_000, mcmc_thin=1_000),
+    "paper": dict(
+        networks=5,
+        draws=50,
+        generated=40_000_000,
+        train_steps=250_000,
+        n_train=10_000,
+        truth_events=10_000_000,
+        grids=PAPER_GRIDS,
+        mcmc_burn_in=25_000,
+        mcmc_thin=1_000,
+    ),
 }
 
 # (tag, options): the reference CNF with VI (k scan, both KL conventions) and AdamMCMC
@@ -68,18 +93,36 @@ def study_config(tag: str, budget: str, seed: int = 1):
     model = opts.pop("model", "cnf")
     hidden = opts.pop("hidden", 32)
     layers = opts.pop("layers", 3)
-    base = dict(toy="ring", model=model, networks=b["networks"], draws=b["draws"],
-                generated=b["generated"], train_steps=b["train_steps"], n_train=b["n_train"],
-                truth_events=b["truth_events"], n_quantiles=b["grids"], batch_size=1_000,
-                hidden=hidden, layers=layers, learning_rate=1e-3, seed=seed,
-                bootstrap=50, plots=False, progress=False, chunk_size=200_000,
-                ode_solver="rk4", ode_steps=8)
+    base = dict(
+        toy="ring",
+        model=model,
+        networks=b["networks"],
+        draws=b["draws"],
+        generated=b["generated"],
+        train_steps=b["train_steps"],
+        n_train=b["n_train"],
+        truth_events=b["truth_events"],
+        n_quantiles=b["grids"],
+        batch_size=1_000,
+        hidden=hidden,
+        layers=layers,
+        learning_rate=1e-3,
+        seed=seed,
+        bootstrap=50,
+        plots=False,
+        progress=False,
+        chunk_size=200_000,
+        ode_solver="rk4",
+        ode_steps=8,
+    )
     if opts.get("method") == "adammcmc":
         # pre-training as for VI, then burn-in + s draws spaced by `thin` sampler steps;
         # AdamMCMC step size = the training learning rate (Adam proposal centre)
-        base.update(burn_in=b["mcmc_burn_in"],
-                    mcmc_steps=b["mcmc_burn_in"] + b["draws"] * b["mcmc_thin"],
-                    sampler_lr=1e-3)
+        base.update(
+            burn_in=b["mcmc_burn_in"],
+            mcmc_steps=b["mcmc_burn_in"] + b["draws"] * b["mcmc_thin"],
+            sampler_lr=1e-3,
+        )
     base.update(opts)
     return make_config(base)
 
@@ -110,19 +153,29 @@ def power_law(n_q: np.ndarray, amp: np.ndarray, amp_err: np.ndarray) -> dict:
     dof = max(1, len(x) - 2)
     scale = max(1.0, chi2 / dof)  # inflate errors when the points scatter more than their errors
     a = float(np.exp(coef[0]))
-    return {"a": a, "a_err": float(a * np.sqrt(cov[0, 0] * scale)), "b": float(coef[1]),
-            "b_err": float(np.sqrt(cov[1, 1] * scale)), "chi2_dof": chi2 / dof,
-            "n_q_range": [float(n_q.min()), float(n_q.max())], "n_points": int(len(x))}
+    return {
+        "a": a,
+        "a_err": float(a * np.sqrt(cov[0, 0] * scale)),
+        "b": float(coef[1]),
+        "b_err": float(np.sqrt(cov[1, 1] * scale)),
+        "chi2_dof": chi2 / dof,
+        "n_q_range": [float(n_q.min()), float(n_q.max())],
+        "n_points": int(len(x)),
+    }
 
 
 def summarise(budget: str, out: Path) -> dict:
     """Collect every finished study point into the machine-readable summary."""
-    summary: dict = {"budget": budget, "budget_settings": BUDGETS[budget], "points": {},
-                     "reference": {
-                         "vi_k10": {"a": 0.0043, "a_err": 0.0029, "b": 0.99, "b_err": 0.07},
-                         "adammcmc_s0.1": {"a": 0.0121, "a_err": 0.0047, "b": 0.986,
-                                           "b_err": 0.037},
-                         "best_calibrated": {"vi_k": 10, "adammcmc_sigma": 0.1}}}
+    summary: dict = {
+        "budget": budget,
+        "budget_settings": BUDGETS[budget],
+        "points": {},
+        "reference": {
+            "vi_k10": {"a": 0.0043, "a_err": 0.0029, "b": 0.99, "b_err": 0.07},
+            "adammcmc_s0.1": {"a": 0.0121, "a_err": 0.0047, "b": 0.986, "b_err": 0.037},
+            "best_calibrated": {"vi_k": 10, "adammcmc_sigma": 0.1},
+        },
+    }
     for tag in CONFIGS:
         folder = out / budget / tag
         if not (folder / "results.json").is_file():
@@ -135,17 +188,23 @@ def summarise(budget: str, out: Path) -> dict:
         for g in grids:
             b = res["binnings"][f"ring/q{g}"]
             f = np.asarray(b["amplification"]["factor"], float)
-            rows.append({
-                "grid": g, "n_q": g * g,
-                "amp_mean": float(np.mean(f)), "amp_min": float(np.min(f)),
-                "amp_max": float(np.max(f)),
-                "amp_err": (b["amplification"].get("bootstrap") or {}).get("factor_std"),
-                "corrected": b["amplification"]["corrected"],
-                "mad": b["coverage"]["mad"], "mad_r": (b["coverage"]["mad_axis"] or [None])[0],
-                "mad_phi": (b["coverage"]["mad_axis"] or [None, None])[1],
-                "n_prime": b["closure"]["n_prime_mean"], "n_eq": b["closure"]["n_eq_geomean"],
-                "verdict": b["closure"]["verdict"],
-            })
+            rows.append(
+                {
+                    "grid": g,
+                    "n_q": g * g,
+                    "amp_mean": float(np.mean(f)),
+                    "amp_min": float(np.min(f)),
+                    "amp_max": float(np.max(f)),
+                    "amp_err": (b["amplification"].get("bootstrap") or {}).get("factor_std"),
+                    "corrected": b["amplification"]["corrected"],
+                    "mad": b["coverage"]["mad"],
+                    "mad_r": (b["coverage"]["mad_axis"] or [None])[0],
+                    "mad_phi": (b["coverage"]["mad_axis"] or [None, None])[1],
+                    "n_prime": b["closure"]["n_prime_mean"],
+                    "n_eq": b["closure"]["n_eq_geomean"],
+                    "verdict": b["closure"]["verdict"],
+                }
+            )
         fit_rows = [r for r in rows if 225 <= r["n_q"] <= 40_000 and r["amp_mean"] > 0]
         fit = None
         if len(fit_rows) >= 3:
@@ -153,23 +212,37 @@ def summarise(budget: str, out: Path) -> dict:
             amp = np.array([r["amp_mean"] for r in fit_rows])
             err = np.array([r["amp_err"] or 0.1 * r["amp_mean"] for r in fit_rows])
             fit = power_law(nq, amp, err)
-        wall = sum(net.get("wall_seconds", 0) + net.get("generate_seconds", 0)
-                   for net in res["networks"])
+        wall = sum(
+            net.get("wall_seconds", 0) + net.get("generate_seconds", 0) for net in res["networks"]
+        )
         cfg = res["config"]
         summary["points"][tag] = {
-            "model": cfg["model"], "method": cfg["method"], "kl_factor": cfg["kl_factor"],
-            "kl_convention": cfg["kl_convention"], "sigma": cfg["sigma"], "n_train": n,
-            "fit": fit, "rows": rows,
+            "model": cfg["model"],
+            "method": cfg["method"],
+            "kl_factor": cfg["kl_factor"],
+            "kl_convention": cfg["kl_convention"],
+            "sigma": cfg["sigma"],
+            "n_train": n,
+            "fit": fit,
+            "rows": rows,
             "mad_by_grid": {str(r["grid"]): r["mad"] for r in rows},
             "mean_mad": float(np.mean([r["mad"] for r in rows])),
-            "budget": {"train_steps": cfg["train_steps"], "mcmc_steps": cfg["mcmc_steps"],
-                       "draws": cfg["draws"], "generated": cfg["generated"],
-                       "wall_seconds": wall, "total_seconds": res["timings"]["total_seconds"]},
+            "budget": {
+                "train_steps": cfg["train_steps"],
+                "mcmc_steps": cfg["mcmc_steps"],
+                "draws": cfg["draws"],
+                "generated": cfg["generated"],
+                "wall_seconds": wall,
+                "total_seconds": res["timings"]["total_seconds"],
+            },
             "acceptance": [net.get("chain", {}).get("acceptance_rate") for net in res["networks"]],
         }
     for method in ("vi", "adammcmc"):
-        pts = {t: p for t, p in summary["points"].items()
-               if p["method"] == method and p["model"] == "cnf"}
+        pts = {
+            t: p
+            for t, p in summary["points"].items()
+            if p["method"] == method and p["model"] == "cnf"
+        }
         if pts:
             best = min(pts, key=lambda t: pts[t]["mean_mad"])
             summary.setdefault("best_calibrated", {})[method] = best
@@ -191,15 +264,25 @@ def figures(budget: str, out: Path, summary: dict, fig_dir: Path) -> list[Path]:
     tag = next((t for t in ("cnf_vi_k10", "cnf_amcmc_s0.1") if t in pts), next(iter(pts), None))
     if tag is not None:
         with np.load(out / budget / tag / "results.npz") as data:
-            key = "ring/q10" if "fractions/ring/q10" in data.files else next(
-                k[len("fractions/"):] for k in data.files if k.startswith("fractions/ring/"))
+            key = (
+                "ring/q10"
+                if "fractions/ring/q10" in data.files
+                else next(
+                    k[len("fractions/") :] for k in data.files if k.startswith("fractions/ring/")
+                )
+            )
             fr, truth = data[f"fractions/{key}"], data[f"truth/{key}"]
         j = int(np.argmax(truth))  # any bin; the first of the largest truth
         fig, ax = plt.subplots()
         for k in range(fr.shape[0]):
             v = np.sort(fr[k, :, j])
-            ax.step(v, np.arange(1, len(v) + 1) / len(v), where="post", color=f"C{k}",
-                    label=f"network {k}")
+            ax.step(
+                v,
+                np.arange(1, len(v) + 1) / len(v),
+                where="post",
+                color=f"C{k}",
+                label=f"network {k}",
+            )
             lo, hi = np.quantile(fr[k, :, j], [0.16, 0.84])
             ax.axvspan(lo, hi, color=f"C{k}", alpha=0.08)
         ax.axvline(truth[j], color="k", lw=2, label="truth")
@@ -221,9 +304,14 @@ def figures(budget: str, out: Path, summary: dict, fig_dir: Path) -> list[Path]:
                 continue
             cov = b["coverage"]
             band = (cov["band_low"], cov["band_high"]) if cov.get("band_low") else None
-            plotting.plot_calibration(np.asarray(cov["levels"]), np.asarray(cov["empirical"]),
-                                      band=band, label=f"{t} ({cov['mad']:.3f})", ax=ax,
-                                      color=colors[t])
+            plotting.plot_calibration(
+                np.asarray(cov["levels"]),
+                np.asarray(cov["empirical"]),
+                band=band,
+                label=f"{t} ({cov['mad']:.3f})",
+                ax=ax,
+                color=colors[t],
+            )
             drawn = True
         if drawn:
             ax.legend(fontsize=8, loc="upper left")
@@ -270,10 +358,14 @@ def figures(budget: str, out: Path, summary: dict, fig_dir: Path) -> list[Path]:
     fig, ax = plt.subplots()
     for t, p in pts.items():
         nq = np.array([r["n_q"] for r in p["rows"]], float)
-        plotting.plot_amplification_vs_bins(nq, np.array([r["amp_mean"] for r in p["rows"]]),
-                                            lo=np.array([r["amp_min"] for r in p["rows"]]),
-                                            hi=np.array([r["amp_max"] for r in p["rows"]]),
-                                            label=t, ax=ax)
+        plotting.plot_amplification_vs_bins(
+            nq,
+            np.array([r["amp_mean"] for r in p["rows"]]),
+            lo=np.array([r["amp_min"] for r in p["rows"]]),
+            hi=np.array([r["amp_max"] for r in p["rows"]]),
+            label=t,
+            ax=ax,
+        )
         if p["fit"]:
             xx = np.geomspace(*p["fit"]["n_q_range"], 20)
             ax.plot(xx, p["fit"]["a"] * xx ** p["fit"]["b"], ":", color="k", lw=1)
@@ -301,11 +393,16 @@ def figures(budget: str, out: Path, summary: dict, fig_dir: Path) -> list[Path]:
         keys = sorted((int(k.split("/q")[1]), k) for k in res["binnings"] if k.startswith("ring/"))
         g, key = keys[len(keys) // 2]
         b = res["binnings"][key]
-        per_bin = np.asarray([np.nan if v is None else v for v in
-                              b["amplification"]["per_bin_mean"]], float).reshape(g, g)
+        per_bin = np.asarray(
+            [np.nan if v is None else v for v in b["amplification"]["per_bin_mean"]], float
+        ).reshape(g, g)
         fig, ax = plt.subplots()
-        im = ax.imshow(per_bin.T / res["data"]["n_train"], origin="lower", aspect="auto",
-                       norm=plt.matplotlib.colors.LogNorm())
+        im = ax.imshow(
+            per_bin.T / res["data"]["n_train"],
+            origin="lower",
+            aspect="auto",
+            norm=plt.matplotlib.colors.LogNorm(),
+        )
         fig.colorbar(im, ax=ax, label="per-bin amplification $n'_j/n$")
         ax.set_xlabel("r quantile index")
         ax.set_ylabel(r"$\phi$ quantile index")
@@ -318,8 +415,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("step", choices=("run", "report", "all"))
     p.add_argument("--budget", choices=sorted(BUDGETS), default="small")
-    p.add_argument("--configs", default=",".join(CONFIGS),
-                   help=f"comma-separated study points (default all: {', '.join(CONFIGS)})")
+    p.add_argument(
+        "--configs",
+        default=",".join(CONFIGS),
+        help=f"comma-separated study points (default all: {', '.join(CONFIGS)})",
+    )
     p.add_argument("--out", type=Path, default=HERE / "runs" / "ring")
     p.add_argument("--results", type=Path, default=HERE / "results")
     p.add_argument("--figures", type=Path, default=HERE / "figures" / "ring")
@@ -334,8 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         run(args.budget, tags, args.out, args.seed)
     if args.step in ("report", "all"):
         summary = summarise(args.budget, args.out)
-        summary["figures"] = [str(f) for f in figures(args.budget, args.out, summary,
-                                                      args.figures)]
+        summary["figures"] = [str(f) for f in figures(args.budget, args.out, summary, args.figures)]
         args.results.mkdir(parents=True, exist_ok=True)
         from calamp.outputs import write_json
 
@@ -345,9 +444,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[ring] summary: {path}")
         for t, pt in summary["points"].items():
             fit = pt["fit"] or {}
-            print(f"{t:<18} a={fit.get('a', float('nan')):.3g}±{fit.get('a_err', float('nan')):.2g}"
-                  f" b={fit.get('b', float('nan')):.3f}±{fit.get('b_err', float('nan')):.3f}"
-                  f" mean MAD={pt['mean_mad']:.3f} wall={pt['budget']['total_seconds']:.0f}s")
+            print(
+                f"{t:<18} a={fit.get('a', float('nan')):.3g}±{fit.get('a_err', float('nan')):.2g}"
+                f" b={fit.get('b', float('nan')):.3f}±{fit.get('b_err', float('nan')):.3f}"
+                f" mean MAD={pt['mean_mad']:.3f} wall={pt['budget']['total_seconds']:.0f}s"
+            )
     return 0
 
 

@@ -136,9 +136,18 @@ class RunConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # About two minutes on 2 cores: used by CI and for a first look.
-    "quick": dict(networks=3, draws=10, generated=5_000, train_steps=300, batch_size=256,
-                  truth_events=50_000, n_quantiles=(5, 10), hidden=32, layers=3,
-                  bootstrap=50),
+    "quick": dict(
+        networks=3,
+        draws=10,
+        generated=5_000,
+        train_steps=300,
+        batch_size=256,
+        truth_events=50_000,
+        n_quantiles=(5, 10),
+        hidden=32,
+        layers=3,
+        bootstrap=50,
+    ),
     # The README's main job: about 10-15 minutes on 2 cores on data/shower.root.
     "default": {},
 }
@@ -206,32 +215,63 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.model in MODELS, "model", f"{cfg.model!r} is not one of {', '.join(MODELS)}")
     _check(cfg.method in METHODS, "method", f"{cfg.method!r} is not one of {', '.join(METHODS)}")
     _check(cfg.kl_convention in ("sum", "mean"), "kl_convention", "must be 'sum' or 'mean'")
-    _check(cfg.truth in ("auto", "simulator", "holdout"), "truth",
-           "must be 'auto', 'simulator' or 'holdout'")
+    _check(
+        cfg.truth in ("auto", "simulator", "holdout"),
+        "truth",
+        "must be 'auto', 'simulator' or 'holdout'",
+    )
     _check(cfg.ode_solver in ("dopri", "rk4"), "ode_solver", "must be 'dopri' or 'rk4'")
     _check(cfg.ode_steps >= 1, "ode_steps", "must be >= 1")
     _check(cfg.toy in (None, "ring"), "toy", f"{cfg.toy!r} is not a known toy (use 'ring')")
-    for name in ("networks", "generated", "train_steps", "batch_size", "truth_events",
-                 "chunk_size", "hidden", "layers"):
-        _check(int(getattr(cfg, name)) >= 1, name, f"must be a positive integer, got {getattr(cfg, name)}")
+    for name in (
+        "networks",
+        "generated",
+        "train_steps",
+        "batch_size",
+        "truth_events",
+        "chunk_size",
+        "hidden",
+        "layers",
+    ):
+        _check(
+            int(getattr(cfg, name)) >= 1,
+            name,
+            f"must be a positive integer, got {getattr(cfg, name)}",
+        )
     _check(cfg.draws >= 2, "draws", f"needs at least 2 draws for a spread, got {cfg.draws}")
     _check(cfg.networks >= 1, "networks", "must be >= 1")
-    for name in ("kl_factor", "sigma", "sampler_lr", "learning_rate", "prior_scale",
-                 "inverse_temperature"):
+    for name in (
+        "kl_factor",
+        "sigma",
+        "sampler_lr",
+        "learning_rate",
+        "prior_scale",
+        "inverse_temperature",
+    ):
         _check(float(getattr(cfg, name)) > 0, name, f"must be positive, got {getattr(cfg, name)}")
     _check(cfg.friction >= 0, "friction", "must be >= 0")
     _check(0 < cfg.holdout_fraction < 1, "holdout_fraction", "must be in (0, 1)")
     _check(cfg.mcmc_steps >= 0 and cfg.burn_in >= 0, "mcmc_steps", "must be >= 0")
-    _check(cfg.effective_mcmc_steps - cfg.burn_in >= cfg.draws, "mcmc_steps",
-           f"needs at least burn_in + draws = {cfg.burn_in + cfg.draws} steps")
-    _check(len(cfg.n_quantiles) >= 1 and all(n >= 2 for n in cfg.n_quantiles), "n_quantiles",
-           f"needs integers >= 2, got {list(cfg.n_quantiles)}")
+    _check(
+        cfg.effective_mcmc_steps - cfg.burn_in >= cfg.draws,
+        "mcmc_steps",
+        f"needs at least burn_in + draws = {cfg.burn_in + cfg.draws} steps",
+    )
+    _check(
+        len(cfg.n_quantiles) >= 1 and all(n >= 2 for n in cfg.n_quantiles),
+        "n_quantiles",
+        f"needs integers >= 2, got {list(cfg.n_quantiles)}",
+    )
     _check(len(cfg.observables) >= 1, "observables", "needs at least one observable")
     _check(cfg.write_samples >= 0, "write_samples", "must be >= 0")
     _check(cfg.bootstrap >= 0, "bootstrap", "must be >= 0")
     if cfg.toy is None:
-        unknown = [o for o in cfg.observables if o not in SHOWER_OBSERVABLES
-                   and not o.startswith("cell_")]
-        _check(not unknown, "observables",
-               f"unknown observable(s) {', '.join(unknown)} (known: {', '.join(SHOWER_OBSERVABLES)}"
-               ", cell_<iy>_<ix>)")
+        unknown = [
+            o for o in cfg.observables if o not in SHOWER_OBSERVABLES and not o.startswith("cell_")
+        ]
+        _check(
+            not unknown,
+            "observables",
+            f"unknown observable(s) {', '.join(unknown)} (known: {', '.join(SHOWER_OBSERVABLES)}"
+            ", cell_<iy>_<ix>)",
+        )

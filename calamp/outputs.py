@@ -101,12 +101,16 @@ def write_root(path: str | Path, records: list[Mapping[str, Any]]) -> Path:
                 view.value = draws[k].mean(axis=0)
                 view.variance = draws[k].var(axis=0, ddof=1)
                 f[f"{rec['path']}/posterior_net{k}"] = hw
-                h2 = hist.Hist(ax, hist.axis.Integer(0, s, name="draw", label="draw index"),
-                               storage=hist.storage.Double())
+                h2 = hist.Hist(
+                    ax,
+                    hist.axis.Integer(0, s, name="draw", label="draw index"),
+                    storage=hist.storage.Double(),
+                )
                 h2.view()[...] = draws[k].T
                 f[f"{rec['path']}/draws_net{k}"] = h2
             ha = hist.Hist(ax, storage=hist.storage.Double())
-            ha.view()[...] = np.nan_to_num(np.asarray(rec["amp_per_bin"], dtype=float),
-                                           nan=0.0, posinf=0.0)
+            ha.view()[...] = np.nan_to_num(
+                np.asarray(rec["amp_per_bin"], dtype=float), nan=0.0, posinf=0.0
+            )
             f[f"{rec['path']}/amplification"] = ha
     return path

@@ -52,9 +52,20 @@ __all__ = [
     "write_samples",
 ]
 
-_PURPOSES = {"truth": 1, "train_data": 2, "init": 3, "fit": 4, "draw": 5, "generate": 6,
-             "sampler": 7, "context": 8, "samples": 9, "bootstrap": 10, "closure": 11,
-             "split": 12}
+_PURPOSES = {
+    "truth": 1,
+    "train_data": 2,
+    "init": 3,
+    "fit": 4,
+    "draw": 5,
+    "generate": 6,
+    "sampler": 7,
+    "context": 8,
+    "samples": 9,
+    "bootstrap": 10,
+    "closure": 11,
+    "split": 12,
+}
 _MARKER = ".calamp-results"
 _MAX_FLOORED = 0.1  # above this share of floored bins the raw amplification estimate is used
 _MAX_CORRECTION = 2.0  # ... and above this ratio of corrected to raw total
@@ -88,8 +99,9 @@ class Source:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare_source(cfg: RunConfig, input_path: str | Path | None = None,
-                   showers: ShowerSet | None = None) -> Source:
+def prepare_source(
+    cfg: RunConfig, input_path: str | Path | None = None, showers: ShowerSet | None = None
+) -> Source:
     """Make K independent training sets and the truth sample.
 
     * ``--toy ring``: K fresh ring samples of ``n_train`` (default 10,000) points; truth: a
@@ -104,15 +116,23 @@ def prepare_source(cfg: RunConfig, input_path: str | Path | None = None,
 
     if cfg.toy == "ring":
         n = cfg.n_train or 10_000
-        train = [simulate.ring(n, seed=derive_seed(cfg.seed, "train_data", k))
-                 for k in range(cfg.networks)]
+        train = [
+            simulate.ring(n, seed=derive_seed(cfg.seed, "train_data", k))
+            for k in range(cfg.networks)
+        ]
         truth = simulate.ring(cfg.truth_events, seed=derive_seed(cfg.seed, "truth"))
-        return Source("ring", train, truth, n, {
-            "source": "ring toy (arXiv:2408.00838): r = 4 + Gamma(2, 0.5), phi uniform",
-            "training_sets": f"{cfg.networks} independent ring samples of {n} points",
-            "truth": f"independent ring sample of {cfg.truth_events} points",
-            "truth_is_exact": True,
-        })
+        return Source(
+            "ring",
+            train,
+            truth,
+            n,
+            {
+                "source": "ring toy (arXiv:2408.00838): r = 4 + Gamma(2, 0.5), phi uniform",
+                "training_sets": f"{cfg.networks} independent ring samples of {n} points",
+                "truth": f"independent ring sample of {cfg.truth_events} points",
+                "truth_is_exact": True,
+            },
+        )
 
     from calamp import io
 
@@ -120,8 +140,9 @@ def prepare_source(cfg: RunConfig, input_path: str | Path | None = None,
         if input_path is None:
             msg = "no input: give a ROOT file or a ShowerSet"
             raise CalampError(msg)
-        showers = io.read_showers(input_path, tree=cfg.tree, energy=cfg.branch,
-                                  incident_energy=cfg.incident_branch)
+        showers = io.read_showers(
+            input_path, tree=cfg.tree, energy=cfg.branch, incident_energy=cfg.incident_branch
+        )
         provenance = io.read_provenance(input_path)
     else:
         provenance = None
@@ -130,53 +151,80 @@ def prepare_source(cfg: RunConfig, input_path: str | Path | None = None,
     if mode == "auto":
         mode = "simulator" if provenance is not None else "holdout"
     if mode == "simulator":
-        sim_cfg = (simulate.CaloConfig(**provenance["config"])
-                   if provenance and "config" in provenance else None)
-        energy = provenance.get("energy", 50.0) if provenance else float(
-            np.median(showers.incident_energy))
+        sim_cfg = (
+            simulate.CaloConfig(**provenance["config"])
+            if provenance and "config" in provenance
+            else None
+        )
+        energy = (
+            provenance.get("energy", 50.0)
+            if provenance
+            else float(np.median(showers.incident_energy))
+        )
         n = cfg.n_train or len(showers)
         train = [showers[:n]] + [
-            simulate.photon_showers(n, energy, seed=derive_seed(cfg.seed, "train_data", k),
-                                    config=sim_cfg)
+            simulate.photon_showers(
+                n, energy, seed=derive_seed(cfg.seed, "train_data", k), config=sim_cfg
+            )
             for k in range(1, cfg.networks)
         ]
-        truth = simulate.photon_showers(cfg.truth_events, energy,
-                                        seed=derive_seed(cfg.seed, "truth"), config=sim_cfg)
-        return Source("showers", train, truth, n, {
-            "source": label,
-            "training_sets": (f"network 0: the first {n} showers of {label}; networks 1.."
-                              f"{cfg.networks - 1}: fresh simulator samples of {n} showers"),
-            "truth": f"fresh simulator sample of {cfg.truth_events} showers",
-            "truth_is_exact": True,
-            "simulator": provenance,
-        })
+        truth = simulate.photon_showers(
+            cfg.truth_events, energy, seed=derive_seed(cfg.seed, "truth"), config=sim_cfg
+        )
+        return Source(
+            "showers",
+            train,
+            truth,
+            n,
+            {
+                "source": label,
+                "training_sets": (
+                    f"network 0: the first {n} showers of {label}; networks 1.."
+                    f"{cfg.networks - 1}: fresh simulator samples of {n} showers"
+                ),
+                "truth": f"fresh simulator sample of {cfg.truth_events} showers",
+                "truth_is_exact": True,
+                "simulator": provenance,
+            },
+        )
     n_hold = int(round(cfg.holdout_fraction * len(showers)))
     order = np.random.default_rng(derive_seed(cfg.seed, "split")).permutation(len(showers))
     truth = showers[order[:n_hold]]
     rest = showers[order[n_hold:]]
     if len(rest) < cfg.networks * 2:
-        msg = (f"{label}: {len(showers)} showers are too few for a hold-out truth and "
-               f"{cfg.networks} training sets (use --networks or --holdout-fraction)")
+        msg = (
+            f"{label}: {len(showers)} showers are too few for a hold-out truth and "
+            f"{cfg.networks} training sets (use --networks or --holdout-fraction)"
+        )
         raise CalampError(msg)
     parts = rest.split(cfg.networks)
     n = min(len(p) for p in parts)
     if cfg.n_train:
         n = min(n, cfg.n_train)
     train = [p[:n] for p in parts]
-    return Source("showers", train, truth, n, {
-        "source": label,
-        "training_sets": f"{cfg.networks} disjoint splits of {label}, {n} showers each",
-        "truth": (f"held-out part of {label} ({n_hold} showers): coverage and closure are "
-                  "measured against a finite reference sample"),
-        "truth_is_exact": False,
-    })
+    return Source(
+        "showers",
+        train,
+        truth,
+        n,
+        {
+            "source": label,
+            "training_sets": f"{cfg.networks} disjoint splits of {label}, {n} showers each",
+            "truth": (
+                f"held-out part of {label} ({n_hold} showers): coverage and closure are "
+                "measured against a finite reference sample"
+            ),
+            "truth_is_exact": False,
+        },
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # 2. observables and binnings
 # ------------------------------------------------------------------------------------------------
-def event_observables(kind: str, events: Any, names: tuple[str, ...] | None = None
-                      ) -> dict[str, np.ndarray]:
+def event_observables(
+    kind: str, events: Any, names: tuple[str, ...] | None = None
+) -> dict[str, np.ndarray]:
     """Observables to histogram from a batch of events.
 
     Args:
@@ -203,8 +251,9 @@ def observable_names(cfg: RunConfig, kind: str) -> tuple[str, ...]:
     return ("ring", "r", "phi") if kind == "ring" else tuple(cfg.observables)
 
 
-def make_binnings(cfg: RunConfig, kind: str, truth_obs: Mapping[str, np.ndarray]
-                  ) -> dict[str, Binning]:
+def make_binnings(
+    cfg: RunConfig, kind: str, truth_obs: Mapping[str, np.ndarray]
+) -> dict[str, Binning]:
     """Quantile binnings ``"OBS/qN"`` for every observable and number of quantiles N."""
     out: dict[str, Binning] = {}
     for name in observable_names(cfg, kind):
@@ -267,29 +316,44 @@ def _context(kind: str, train: Any) -> np.ndarray | None:
     return np.log(e / 50.0).astype(np.float32)[:, None]
 
 
-def build_model(cfg: RunConfig, dim: int, context_dim: int, *, bayesian: str | None,
-                n_train: int, seed: int) -> Any:
+def build_model(
+    cfg: RunConfig, dim: int, context_dim: int, *, bayesian: str | None, n_train: int, seed: int
+) -> Any:
     """The generator of ``cfg.model`` (VI layers when ``bayesian == "vi"``)."""
     from calamp.bayes.vi import VIConfig
 
-    vi = (VIConfig.from_k(cfg.kl_factor, n_train, prior_scale=cfg.prior_scale,
-                          kl_convention=cfg.kl_convention) if bayesian == "vi" else None)
+    vi = (
+        VIConfig.from_k(
+            cfg.kl_factor, n_train, prior_scale=cfg.prior_scale, kl_convention=cfg.kl_convention
+        )
+        if bayesian == "vi"
+        else None
+    )
     common = dict(bayesian=bayesian, vi=vi, seed=seed)
     if cfg.model == "flow":
         from calamp.models.flows import CouplingFlow
 
-        return CouplingFlow(dim, context_dim, n_couplings=cfg.layers,
-                            hidden=(cfg.hidden, cfg.hidden), **common)
+        return CouplingFlow(
+            dim, context_dim, n_couplings=cfg.layers, hidden=(cfg.hidden, cfg.hidden), **common
+        )
     if cfg.model == "maf":
         from calamp.models.flows import MAFlow
 
-        return MAFlow(dim, context_dim, n_layers=cfg.layers, hidden=(cfg.hidden, cfg.hidden),
-                      **common)
+        return MAFlow(
+            dim, context_dim, n_layers=cfg.layers, hidden=(cfg.hidden, cfg.hidden), **common
+        )
     if cfg.model == "cnf":
         from calamp.models.cnf import FlowMatchingCNF
 
-        return FlowMatchingCNF(dim, context_dim, hidden=cfg.hidden, layers=cfg.layers,
-                               solver=cfg.ode_solver, n_steps=cfg.ode_steps, **common)
+        return FlowMatchingCNF(
+            dim,
+            context_dim,
+            hidden=cfg.hidden,
+            layers=cfg.layers,
+            solver=cfg.ode_solver,
+            n_steps=cfg.ode_steps,
+            **common,
+        )
     from calamp.models.gan import ShowerGAN
 
     return ShowerGAN(dim, context_dim, hidden=cfg.hidden, layers=cfg.layers, **common)
@@ -316,8 +380,9 @@ class NetworkDraws:
     info: dict[str, Any]
 
 
-def _batch_fn(x: np.ndarray, c: np.ndarray | None, batch_size: int, seed: int
-              ) -> Callable[[int], tuple]:
+def _batch_fn(
+    x: np.ndarray, c: np.ndarray | None, batch_size: int, seed: int
+) -> Callable[[int], tuple]:
     """Minibatch of sampler step t as a pure function of (seed, t) (exact resume).
 
     The batch tuple is ``(x_b, step_seed)`` or ``(x_b, c_b, step_seed)``; the stateless step
@@ -332,17 +397,19 @@ def _batch_fn(x: np.ndarray, c: np.ndarray | None, batch_size: int, seed: int
     def fn(step: int) -> tuple:
         epoch, j = divmod(int(step), per_epoch)
         perm = np.random.default_rng([seed, epoch]).permutation(n)
-        idx = perm[j * batch_size:(j + 1) * batch_size]
-        sd = tf.constant(np.random.SeedSequence([seed, int(step)]).generate_state(2, np.uint32)
-                         .view(np.int32))
+        idx = perm[j * batch_size : (j + 1) * batch_size]
+        sd = tf.constant(
+            np.random.SeedSequence([seed, int(step)]).generate_state(2, np.uint32).view(np.int32)
+        )
         xb = tf.constant(x[idx])
         return (xb, sd) if c is None else (xb, tf.constant(c[idx]), sd)
 
     return fn
 
 
-def train_network(cfg: RunConfig, k: int, source: Source, *, workdir: Path | None = None
-                  ) -> NetworkDraws:
+def train_network(
+    cfg: RunConfig, k: int, source: Source, *, workdir: Path | None = None
+) -> NetworkDraws:
     """Train network k on its training set and take ``cfg.draws`` posterior draws.
 
     VI: one fit, then s frozen weight samples. AdamMCMC/SGLD/SGHMC: a deterministic pre-training
@@ -355,8 +422,11 @@ def train_network(cfg: RunConfig, k: int, source: Source, *, workdir: Path | Non
         return _oracle_network(cfg, k, source)
     train = source.train_sets[k]
     feats = make_features(cfg, source.kind, train)
-    x = feats.forward(train) if source.kind == "ring" else feats.forward(
-        train.energy, train.incident_energy)
+    x = (
+        feats.forward(train)
+        if source.kind == "ring"
+        else feats.forward(train.energy, train.incident_energy)
+    )
     x = np.asarray(x, np.float32)
     c = _context(source.kind, train)
     cdim = 0 if c is None else c.shape[1]
@@ -369,34 +439,51 @@ def train_network(cfg: RunConfig, k: int, source: Source, *, workdir: Path | Non
 
     def fit(model, tag: str, seed: int) -> dict[str, Any]:
         try:
-            hist = model.fit(x, c, steps=cfg.train_steps, batch_size=batch,
-                             learning_rate=cfg.learning_rate, seed=seed,
-                             checkpoint_dir=None if ckpt is None else ckpt / tag,
-                             checkpoint_every=max(100, cfg.train_steps // 10),
-                             progress=cfg.progress)
+            hist = model.fit(
+                x,
+                c,
+                steps=cfg.train_steps,
+                batch_size=batch,
+                learning_rate=cfg.learning_rate,
+                seed=seed,
+                checkpoint_dir=None if ckpt is None else ckpt / tag,
+                checkpoint_every=max(100, cfg.train_steps // 10),
+                progress=cfg.progress,
+            )
         except TrainingError as err:
             msg = f"network {k}: training failed: {err}"
             raise CalampError(msg) from None
         loss = hist["loss"]
-        tail = loss[-max(1, len(loss) // 20):]
-        return {"final_loss": float(np.mean(tail)), "wall_seconds": hist["wall_seconds"],
-                "steps": cfg.train_steps, "resumed_from": hist["resumed_from"]}
+        tail = loss[-max(1, len(loss) // 20) :]
+        return {
+            "final_loss": float(np.mean(tail)),
+            "wall_seconds": hist["wall_seconds"],
+            "steps": cfg.train_steps,
+            "resumed_from": hist["resumed_from"],
+        }
 
     if cfg.method == "ensemble":
         model = None
         weights = []
         fits = []
         for i in range(cfg.draws):
-            m = build_model(cfg, x.shape[1], cdim, bayesian=None, n_train=n,
-                            seed=derive_seed(cfg.seed, "init", k, i))
+            m = build_model(
+                cfg,
+                x.shape[1],
+                cdim,
+                bayesian=None,
+                n_train=n,
+                seed=derive_seed(cfg.seed, "init", k, i),
+            )
             fits.append(fit(m, f"member{i}", derive_seed(cfg.seed, "fit", k, i)))
             weights.append(m.get_eval_weights())
             model = m
         info["fit"] = fits
         weights = np.stack(weights)
     else:
-        model = build_model(cfg, x.shape[1], cdim, bayesian=bayes, n_train=n,
-                            seed=derive_seed(cfg.seed, "init", k))
+        model = build_model(
+            cfg, x.shape[1], cdim, bayesian=bayes, n_train=n, seed=derive_seed(cfg.seed, "init", k)
+        )
         info["fit"] = fit(model, "fit", derive_seed(cfg.seed, "fit", k))
         info["n_params"] = int(sum(int(np.prod(v.shape)) for v in model.trainable_variables))
         if cfg.method == "vi":
@@ -424,13 +511,23 @@ def _oracle_network(cfg: RunConfig, k: int, source: Source) -> NetworkDraws:
         feats = IdentityFeatures(train.shape)
         events = feats.forward(train.energy)
     model = OracleGenerator(events, seed=derive_seed(cfg.seed, "init", k))
-    info = {"n_train": len(events), "oracle": "draws are bootstrap resamples of the network's "
-            "training set (the posterior of its empirical distribution)"}
+    info = {
+        "n_train": len(events),
+        "oracle": "draws are bootstrap resamples of the network's "
+        "training set (the posterior of its empirical distribution)",
+    }
     return NetworkDraws(k, model, feats, model.draw_weights(cfg.draws), None, info)
 
 
-def _run_sampler(cfg: RunConfig, k: int, model: Any, x: np.ndarray, c: np.ndarray | None,
-                 batch: int, ckpt: Path | None) -> tuple[np.ndarray, dict[str, Any]]:
+def _run_sampler(
+    cfg: RunConfig,
+    k: int,
+    model: Any,
+    x: np.ndarray,
+    c: np.ndarray | None,
+    batch: int,
+    ckpt: Path | None,
+) -> tuple[np.ndarray, dict[str, Any]]:
     from calamp.bayes.samplers import SGHMC, SGLD, AdamMCMC, run_chain
 
     n = len(x)
@@ -450,25 +547,44 @@ def _run_sampler(cfg: RunConfig, k: int, model: Any, x: np.ndarray, c: np.ndarra
     if cfg.method == "adammcmc":
         # Adam's moments adapt during burn-in and are frozen afterwards, which keeps the
         # Metropolis-Hastings chain exact (the reference code never freezes them).
-        sampler = AdamMCMC(variables, energy, lr=cfg.sampler_lr, sigma=cfg.sigma,
-                           adapt_steps=cfg.burn_in or None, **common)
+        sampler = AdamMCMC(
+            variables,
+            energy,
+            lr=cfg.sampler_lr,
+            sigma=cfg.sigma,
+            adapt_steps=cfg.burn_in or None,
+            **common,
+        )
     elif cfg.method == "sgld":
         sampler = SGLD(variables, energy, lr=cfg.sampler_lr, **common)
     else:
         sampler = SGHMC(variables, energy, lr=cfg.sampler_lr, friction=cfg.friction, **common)
     steps = cfg.effective_mcmc_steps
     t0 = time.perf_counter()
-    res = run_chain(sampler, _batch_fn(x, c, batch, seed), n_steps=steps, burn_in=cfg.burn_in,
-                    thin=cfg.thin, progress=cfg.progress,
-                    checkpoint_dir=None if ckpt is None else ckpt / "chain",
-                    checkpoint_every=max(50, steps // 10))
-    samples = res.samples[-cfg.draws:]
-    info = {"steps": steps, "burn_in": cfg.burn_in, "thin": cfg.thin,
-            "acceptance_rate": res.acceptance_rate, "n_nonfinite": res.n_nonfinite,
-            "wall_seconds": time.perf_counter() - t0}
+    res = run_chain(
+        sampler,
+        _batch_fn(x, c, batch, seed),
+        n_steps=steps,
+        burn_in=cfg.burn_in,
+        thin=cfg.thin,
+        progress=cfg.progress,
+        checkpoint_dir=None if ckpt is None else ckpt / "chain",
+        checkpoint_every=max(50, steps // 10),
+    )
+    samples = res.samples[-cfg.draws :]
+    info = {
+        "steps": steps,
+        "burn_in": cfg.burn_in,
+        "thin": cfg.thin,
+        "acceptance_rate": res.acceptance_rate,
+        "n_nonfinite": res.n_nonfinite,
+        "wall_seconds": time.perf_counter() - t0,
+    }
     if res.n_nonfinite:
-        print(f"calamp: network {k}: {res.n_nonfinite} sampler steps met NaN/inf and were "
-              "rejected", file=sys.stderr)
+        print(
+            f"calamp: network {k}: {res.n_nonfinite} sampler steps met NaN/inf and were rejected",
+            file=sys.stderr,
+        )
     return samples, info
 
 
@@ -478,8 +594,11 @@ def _run_sampler(cfg: RunConfig, k: int, model: Any, x: np.ndarray, c: np.ndarra
 def _decode(kind: str, feats: Any, chunk: np.ndarray, ctx: np.ndarray | None) -> Any:
     if kind == "ring":
         return feats.inverse(chunk)
-    e_inc = (np.full(len(chunk), 50.0, np.float32) if ctx is None
-             else (50.0 * np.exp(ctx[:, 0])).astype(np.float32))
+    e_inc = (
+        np.full(len(chunk), 50.0, np.float32)
+        if ctx is None
+        else (50.0 * np.exp(ctx[:, 0])).astype(np.float32)
+    )
     images = feats.inverse(chunk, e_inc)
     return ShowerSet(images, e_inc, source="generated")
 
@@ -491,8 +610,9 @@ def _gen_context(nd: NetworkDraws, n: int, seed: int) -> np.ndarray | None:
     return nd.context[idx]
 
 
-def fill_network(cfg: RunConfig, nd: NetworkDraws, kind: str, binnings: Mapping[str, Binning]
-                 ) -> dict[str, Any]:
+def fill_network(
+    cfg: RunConfig, nd: NetworkDraws, kind: str, binnings: Mapping[str, Binning]
+) -> dict[str, Any]:
     """Generate ``cfg.generated`` events for every draw of one network into its histograms.
 
     Returns:
@@ -503,16 +623,16 @@ def fill_network(cfg: RunConfig, nd: NetworkDraws, kind: str, binnings: Mapping[
     names = tuple({_split_key(k)[0] for k in binnings})
     mean_images = None
     t0 = time.perf_counter()
-    bar = tqdm(total=len(nd.weights), disable=not cfg.progress,
-               desc=f"generate net {nd.network}")
+    bar = tqdm(total=len(nd.weights), disable=not cfg.progress, desc=f"generate net {nd.network}")
     for i, w in enumerate(nd.weights):
         nd.model.set_eval_weights(w)
         seed = derive_seed(cfg.seed, "generate", nd.network, i)
         ctx = _gen_context(nd, cfg.generated, derive_seed(cfg.seed, "context", nd.network, i))
         start = 0
-        for chunk in nd.model.sample_chunks(cfg.generated, ctx, seed=seed,
-                                            chunk_size=cfg.chunk_size):
-            cchunk = None if ctx is None else ctx[start:start + len(chunk)]
+        for chunk in nd.model.sample_chunks(
+            cfg.generated, ctx, seed=seed, chunk_size=cfg.chunk_size
+        ):
+            cchunk = None if ctx is None else ctx[start : start + len(chunk)]
             start += len(chunk)
             events = _decode(kind, nd.features, chunk, cchunk)
             obs = event_observables(kind, events, None if kind == "ring" else names)
@@ -533,8 +653,15 @@ def fill_network(cfg: RunConfig, nd: NetworkDraws, kind: str, binnings: Mapping[
     }
 
 
-def write_samples(path: str | Path, networks: list[NetworkDraws], kind: str, n: int, *,
-                  seed: int = 0, overwrite: bool = False) -> Path:
+def write_samples(
+    path: str | Path,
+    networks: list[NetworkDraws],
+    kind: str,
+    n: int,
+    *,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
     """Write ``n`` generated showers for every draw of every network to a ROOT file.
 
     The TTree ``showers`` has the dense ``energy`` layout of the input contract plus
@@ -556,9 +683,14 @@ def write_samples(path: str | Path, networks: list[NetworkDraws], kind: str, n: 
             net_idx.append(np.full(n, nd.network, np.int32))
             draw_idx.append(np.full(n, i, np.int32))
     allsets = ShowerSet.concatenate(sets)
-    return Path(io.write_showers(path, allsets, overwrite=overwrite,
-                                 extra_branches={"network": np.concatenate(net_idx),
-                                                 "draw": np.concatenate(draw_idx)}))
+    return Path(
+        io.write_showers(
+            path,
+            allsets,
+            overwrite=overwrite,
+            extra_branches={"network": np.concatenate(net_idx), "draw": np.concatenate(draw_idx)},
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -585,8 +717,15 @@ def verdict(n_prime: float, n_eq: float) -> str:
     return "closes"
 
 
-def analyse(cfg: RunConfig, key: str, binning: Binning, fractions: np.ndarray,
-            truth: np.ndarray, train_fractions: np.ndarray, n_train: int) -> dict[str, Any]:
+def analyse(
+    cfg: RunConfig,
+    key: str,
+    binning: Binning,
+    fractions: np.ndarray,
+    truth: np.ndarray,
+    train_fractions: np.ndarray,
+    n_train: int,
+) -> dict[str, Any]:
     """All statistics of one observable binning.
 
     Args:
@@ -611,11 +750,18 @@ def analyse(cfg: RunConfig, key: str, binning: Binning, fractions: np.ndarray,
     use_raw = floored > _MAX_FLOORED or noise_ratio > _MAX_CORRECTION
     n_prime = np.asarray(amp.total_raw if use_raw else amp.total, float)
     per_bin = amp.per_bin_raw if use_raw else amp.per_bin
-    used = (f"raw (a lower bound): the generation noise of g = {g} events is too large a part "
+    used = (
+        (
+            f"raw (a lower bound): the generation noise of g = {g} events is too large a part "
             f"of the spread (corrected/raw = {noise_ratio:.2g}, {100 * floored:.0f}% of bins "
-            "floored); raise --generated") if use_raw else (
+            "floored); raise --generated"
+        )
+        if use_raw
+        else (
             f"noise-corrected for g = {g} generated events per draw "
-            f"(corrected/raw = {noise_ratio:.2g})")
+            f"(corrected/raw = {noise_ratio:.2g})"
+        )
+    )
     out: dict[str, Any] = {
         "observable": name,
         "n_quantiles": nq,
@@ -627,8 +773,9 @@ def analyse(cfg: RunConfig, key: str, binning: Binning, fractions: np.ndarray,
             "n_prime": n_prime.tolist(),
             "n_prime_raw": np.asarray(amp.total_raw).tolist(),
             "n_prime_corrected": np.asarray(amp.total).tolist(),
-            "n_prime_binomial": np.asarray(amp_binomial.total_raw if use_raw
-                                           else amp_binomial.total).tolist(),
+            "n_prime_binomial": np.asarray(
+                amp_binomial.total_raw if use_raw else amp_binomial.total
+            ).tolist(),
             "factor": (n_prime / n_train).tolist(),
             "factor_raw": (np.asarray(amp.total_raw) / n_train).tolist(),
             "mean_factor": float(np.mean(n_prime) / n_train),
@@ -643,42 +790,58 @@ def analyse(cfg: RunConfig, key: str, binning: Binning, fractions: np.ndarray,
         },
     }
     if cfg.bootstrap >= 2:
-        boot = stats.bootstrap_amplification(fractions, None if use_raw else g,
-                                             n_boot=cfg.bootstrap,
-                                             seed=derive_seed(cfg.seed, "bootstrap"))
+        boot = stats.bootstrap_amplification(
+            fractions,
+            None if use_raw else g,
+            n_boot=cfg.bootstrap,
+            seed=derive_seed(cfg.seed, "bootstrap"),
+        )
         out["amplification"]["bootstrap"] = {
-            "n_prime_std": boot.std, "n_prime_low": boot.low, "n_prime_high": boot.high,
+            "n_prime_std": boot.std,
+            "n_prime_low": boot.low,
+            "n_prime_high": boot.high,
             "factor_std": boot.std / n_train,
         }
     grid = tuple(binning.shape) if len(binning.shape) == 2 else None
     cov = stats.coverage(fractions, truth, grid_shape=grid)
     out["coverage"] = cov.to_dict()
     if cfg.bootstrap >= 2:
-        cb = stats.bootstrap_coverage(fractions, truth, n_boot=cfg.bootstrap,
-                                      seed=derive_seed(cfg.seed, "bootstrap"))
+        cb = stats.bootstrap_coverage(
+            fractions, truth, n_boot=cfg.bootstrap, seed=derive_seed(cfg.seed, "bootstrap")
+        )
         out["coverage"]["band_low"] = np.asarray(cb.low).tolist()
         out["coverage"]["band_high"] = np.asarray(cb.high).tolist()
         out["coverage"]["mad_std"] = None if cb.mad is None else float(cb.mad.std)
     clo = stats.closure(fractions, truth, n_train, seed=derive_seed(cfg.seed, "closure"))
     jsd_train = np.asarray(stats.jsd(train_fractions, truth))
-    ess_train = stats.equivalent_sample_size(jsd_train, truth,
-                                             seed=derive_seed(cfg.seed, "closure"))
+    ess_train = stats.equivalent_sample_size(
+        jsd_train, truth, seed=derive_seed(cfg.seed, "closure")
+    )
     n_prime_mean = float(np.mean(n_prime))
     n_eq_mean = float(np.exp(np.mean(np.log(np.maximum(np.asarray(clo.n_eq), 1e-300)))))
     out["closure"] = clo.to_dict()
-    out["closure"].update({
-        "jsd_train": jsd_train.tolist(),
-        "n_eq_train": np.asarray(ess_train.n_eq).tolist(),
-        "generated_closer_than_train": (np.asarray(clo.jsd) < jsd_train).tolist(),
-        "n_prime_mean": n_prime_mean,
-        "n_eq_geomean": n_eq_mean,
-        "verdict": verdict(n_prime_mean, n_eq_mean),
-    })
+    out["closure"].update(
+        {
+            "jsd_train": jsd_train.tolist(),
+            "n_eq_train": np.asarray(ess_train.n_eq).tolist(),
+            "generated_closer_than_train": (np.asarray(clo.jsd) < jsd_train).tolist(),
+            "n_prime_mean": n_prime_mean,
+            "n_eq_geomean": n_eq_mean,
+            "verdict": verdict(n_prime_mean, n_eq_mean),
+        }
+    )
     return out
 
 
-def run_network(cfg: RunConfig, k: int, source: Source, binnings: Mapping[str, Binning],
-                out: str | Path, *, resume: bool = False) -> dict[str, Any]:
+def run_network(
+    cfg: RunConfig,
+    k: int,
+    source: Source,
+    binnings: Mapping[str, Binning],
+    out: str | Path,
+    *,
+    resume: bool = False,
+) -> dict[str, Any]:
     """Everything for network k: train, store its draws, generate into its histograms.
 
     An independent unit of work (what a dask worker runs): it reads only its inputs, writes its
@@ -699,16 +862,23 @@ def run_network(cfg: RunConfig, k: int, source: Source, binnings: Mapping[str, B
     info_path = out / "partial" / f"net{k}.json"
     if resume and part.exists() and info_path.exists() and k in store.networks():
         with np.load(part) as data:
-            return {"counts": {key: data[f"counts/{key}"] for key in binnings},
-                    "n_filled": data["n_filled"],
-                    "mean_image": data["mean_image"] if "mean_image" in data.files else None,
-                    "info": json.loads(info_path.read_text())}
+            return {
+                "counts": {key: data[f"counts/{key}"] for key in binnings},
+                "n_filled": data["n_filled"],
+                "mean_image": data["mean_image"] if "mean_image" in data.files else None,
+                "info": json.loads(info_path.read_text()),
+            }
     nd = train_network(cfg, k, source, workdir=out / "checkpoints")
     if k not in store.networks():
-        meta = {"method": cfg.method, "model": nd.model.config(),
-                "features": nd.features.to_dict(), "seed": cfg.seed, "config": cfg.to_dict(),
-                "info": nd.info,
-                "context": None if nd.context is None else nd.context.tolist()}
+        meta = {
+            "method": cfg.method,
+            "model": nd.model.config(),
+            "features": nd.features.to_dict(),
+            "seed": cfg.seed,
+            "config": cfg.to_dict(),
+            "info": nd.info,
+            "context": None if nd.context is None else nd.context.tolist(),
+        }
         store.save(k, nd.weights, meta)
     filled = fill_network(cfg, nd, source.kind, binnings)
     info = {**nd.info, "generate_seconds": filled["wall_seconds"]}
@@ -721,10 +891,16 @@ def run_network(cfg: RunConfig, k: int, source: Source, binnings: Mapping[str, B
     np.savez(tmp, **arrays)
     tmp.replace(part)
     write_json(info_path, info)
-    print(f"calamp: network {k + 1}/{cfg.networks} done in {time.perf_counter() - t0:.0f} s",
-          file=sys.stderr)
-    return {"counts": filled["counts"], "n_filled": filled["n_filled"],
-            "mean_image": filled["mean_image"], "info": info}
+    print(
+        f"calamp: network {k + 1}/{cfg.networks} done in {time.perf_counter() - t0:.0f} s",
+        file=sys.stderr,
+    )
+    return {
+        "counts": filled["counts"],
+        "n_filled": filled["n_filled"],
+        "mean_image": filled["mean_image"],
+        "info": info,
+    }
 
 
 def load_network(store_root: str | Path, k: int) -> NetworkDraws:
@@ -764,12 +940,20 @@ def _versions() -> dict[str, str]:
 
     from calamp._tf import tf, tf_keras, tfp
 
-    return {"calamp": __version__, "python": platform.python_version(), "numpy": np.__version__,
-            "scipy": scipy.__version__, "tensorflow": tf.__version__,
-            "tensorflow_probability": tfp.__version__, "tf_keras": tf_keras.__version__,
-            "uproot": uproot.__version__, "awkward": awkward.__version__,
-            "boost_histogram": boost_histogram.__version__, "hist": hist.__version__,
-            "mplhep": mplhep.__version__}
+    return {
+        "calamp": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "tensorflow": tf.__version__,
+        "tensorflow_probability": tfp.__version__,
+        "tf_keras": tf_keras.__version__,
+        "uproot": uproot.__version__,
+        "awkward": awkward.__version__,
+        "boost_histogram": boost_histogram.__version__,
+        "hist": hist.__version__,
+        "mplhep": mplhep.__version__,
+    }
 
 
 def _prepare_out(out: Path, cfg: RunConfig, overwrite: bool, resume: bool) -> None:
@@ -785,17 +969,23 @@ def _prepare_out(out: Path, cfg: RunConfig, overwrite: bool, resume: bool) -> No
             ignore = {"progress", "plots", "scheduler"}
             diff = sorted(k for k in new if k not in ignore and old.get(k) != new[k])
             if diff:
-                msg = (f"--resume: options differ from the run in {out}: {', '.join(diff)}; "
-                       "use the same options or a new --out")
+                msg = (
+                    f"--resume: options differ from the run in {out}: {', '.join(diff)}; "
+                    "use the same options or a new --out"
+                )
                 raise OutputExistsError(msg)
             return
         if not overwrite:
-            msg = (f"output folder {out} exists; pass --overwrite to replace it, --resume to "
-                   "continue it, or choose another --out")
+            msg = (
+                f"output folder {out} exists; pass --overwrite to replace it, --resume to "
+                "continue it, or choose another --out"
+            )
             raise OutputExistsError(msg)
         if not (out / _MARKER).exists():
-            msg = (f"--overwrite: {out} was not made by calamp (no {_MARKER} file); "
-                   "refusing to delete it")
+            msg = (
+                f"--overwrite: {out} was not made by calamp (no {_MARKER} file); "
+                "refusing to delete it"
+            )
             raise OutputExistsError(msg)
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -825,9 +1015,16 @@ def estimate_seconds(cfg: RunConfig, n_train: int, dim: int) -> float:
     return cfg.networks * per_net + 20.0
 
 
-def run_job(cfg: RunConfig, input_path: str | Path | None = None, out: str | Path = "calamp-results",
-            *, overwrite: bool = False, resume: bool = False, showers: ShowerSet | None = None,
-            client: Any = None) -> dict[str, Any]:
+def run_job(
+    cfg: RunConfig,
+    input_path: str | Path | None = None,
+    out: str | Path = "calamp-results",
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    showers: ShowerSet | None = None,
+    client: Any = None,
+) -> dict[str, Any]:
     """Run the whole job and write ``results.json``, ``results.root``, ``results.npz`` and
     figures to ``out``. Returns the results dictionary (as written to JSON).
 
@@ -853,9 +1050,12 @@ def run_job(cfg: RunConfig, input_path: str | Path | None = None, out: str | Pat
     _prepare_out(out, cfg, overwrite, resume)
     dim = 2 if source.kind == "ring" else int(np.prod(source.train_sets[0].shape)) + 1
     est = estimate_seconds(cfg, source.n_train, dim)
-    print(f"calamp: {cfg.networks} networks x {cfg.draws} draws x {cfg.generated} events, "
-          f"model {cfg.model}, method {cfg.method}; estimated time ~{est / 60:.0f} min "
-          f"({est:.0f} s) on 2 CPU cores", file=sys.stderr)
+    print(
+        f"calamp: {cfg.networks} networks x {cfg.draws} draws x {cfg.generated} events, "
+        f"model {cfg.model}, method {cfg.method}; estimated time ~{est / 60:.0f} min "
+        f"({est:.0f} s) on 2 CPU cores",
+        file=sys.stderr,
+    )
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -864,13 +1064,16 @@ def run_job(cfg: RunConfig, input_path: str | Path | None = None, out: str | Pat
     binnings = make_binnings(cfg, source.kind, truth_obs)
     truth = {key: b.truth_fractions(truth_obs[_split_key(key)[0]]) for key, b in binnings.items()}
     train_obs = [event_observables(source.kind, t, names) for t in source.train_sets]
-    train_fr = {key: np.stack([b.fractions(o[_split_key(key)[0]]) for o in train_obs])
-                for key, b in binnings.items()}
+    train_fr = {
+        key: np.stack([b.fractions(o[_split_key(key)[0]]) for o in train_obs])
+        for key, b in binnings.items()
+    }
     timings["binning_seconds"] = time.perf_counter() - t0
 
     if client is None:
-        per_net = [run_network(cfg, k, source, binnings, out, resume=resume)
-                   for k in range(cfg.networks)]
+        per_net = [
+            run_network(cfg, k, source, binnings, out, resume=resume) for k in range(cfg.networks)
+        ]
     else:
         from calamp.distributed import map_networks
 
@@ -885,11 +1088,19 @@ def run_job(cfg: RunConfig, input_path: str | Path | None = None, out: str | Pat
         "calamp_version": __version__,
         "versions": _versions(),
         "config": cfg.to_dict(),
-        "seeds": {"master": cfg.seed, "derivation": "numpy SeedSequence([seed, purpose, "
-                  "network, draw]); purposes: " + ", ".join(_PURPOSES)},
-        "data": {**source.notes, "kind": source.kind, "n_train": source.n_train,
-                 "n_networks": cfg.networks, "n_draws": cfg.draws,
-                 "n_generated_per_draw": cfg.generated},
+        "seeds": {
+            "master": cfg.seed,
+            "derivation": "numpy SeedSequence([seed, purpose, "
+            "network, draw]); purposes: " + ", ".join(_PURPOSES),
+        },
+        "data": {
+            **source.notes,
+            "kind": source.kind,
+            "n_train": source.n_train,
+            "n_networks": cfg.networks,
+            "n_draws": cfg.draws,
+            "n_generated_per_draw": cfg.generated,
+        },
         "networks": [pn["info"] for pn in per_net],
         "binnings": {},
     }
@@ -916,15 +1127,22 @@ def run_job(cfg: RunConfig, input_path: str | Path | None = None, out: str | Pat
     if cfg.write_samples > 0 and source.kind == "showers":
         t0 = time.perf_counter()
         nets = [load_network(out / "draws", k) for k in range(cfg.networks)]
-        write_samples(out / "samples.root", nets, source.kind, cfg.write_samples,
-                      seed=cfg.seed, overwrite=True)
+        write_samples(
+            out / "samples.root",
+            nets,
+            source.kind,
+            cfg.write_samples,
+            seed=cfg.seed,
+            overwrite=True,
+        )
         timings["write_samples_seconds"] = time.perf_counter() - t0
     if cfg.plots:
         t0 = time.perf_counter()
         from calamp.report import make_figures
 
-        results["figures"] = [str(p.relative_to(out)) for p in make_figures(results, arrays,
-                                                                             out / "figures")]
+        results["figures"] = [
+            str(p.relative_to(out)) for p in make_figures(results, arrays, out / "figures")
+        ]
         timings["plot_seconds"] = time.perf_counter() - t0
     timings["total_seconds"] = time.perf_counter() - t_start
     results["timings"] = timings
@@ -933,16 +1151,24 @@ def run_job(cfg: RunConfig, input_path: str | Path | None = None, out: str | Pat
     return results
 
 
-def root_records(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
-                 ) -> list[dict[str, Any]]:
+def root_records(
+    results: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
+) -> list[dict[str, Any]]:
     """What :func:`calamp.outputs.write_root` writes, from the results and their arrays."""
     records = []
     for key, b in results["binnings"].items():
-        records.append({"path": key, "edges": b["edges"][0] if len(b["shape"]) == 1 else None,
-                        "label": key, "truth": np.asarray(b["truth"], float),
-                        "draws": arrays[f"fractions/{key}"],
-                        "amp_per_bin": np.asarray([np.nan if v is None else v for v in
-                                                   b["amplification"]["per_bin_mean"]], float)})
+        records.append(
+            {
+                "path": key,
+                "edges": b["edges"][0] if len(b["shape"]) == 1 else None,
+                "label": key,
+                "truth": np.asarray(b["truth"], float),
+                "draws": arrays[f"fractions/{key}"],
+                "amp_per_bin": np.asarray(
+                    [np.nan if v is None else v for v in b["amplification"]["per_bin_mean"]], float
+                ),
+            }
+        )
     return records
 
 
@@ -965,18 +1191,27 @@ def reanalyse(out: str | Path, *, plots: bool | None = None) -> dict[str, Any]:
         arrays = {k: data[k] for k in data.files}
     n_train = results["data"]["n_train"]
     for key, b in list(results["binnings"].items()):
-        binning = QuantileBinning(tuple(np.asarray(e, float) for e in b["edges"]),
-                                  tuple(f"x{a}" for a in range(len(b["edges"]))))
-        results["binnings"][key] = analyse(cfg, key, binning, arrays[f"fractions/{key}"],
-                                           arrays[f"truth/{key}"], arrays[f"train/{key}"],
-                                           n_train)
+        binning = QuantileBinning(
+            tuple(np.asarray(e, float) for e in b["edges"]),
+            tuple(f"x{a}" for a in range(len(b["edges"]))),
+        )
+        results["binnings"][key] = analyse(
+            cfg,
+            key,
+            binning,
+            arrays[f"fractions/{key}"],
+            arrays[f"truth/{key}"],
+            arrays[f"train/{key}"],
+            n_train,
+        )
     results["summary"] = summary_rows(results)
     write_root(out / "results.root", root_records(results, arrays))
     if cfg.plots if plots is None else plots:
         from calamp.report import make_figures
 
-        results["figures"] = [str(p.relative_to(out)) for p in make_figures(results, arrays,
-                                                                             out / "figures")]
+        results["figures"] = [
+            str(p.relative_to(out)) for p in make_figures(results, arrays, out / "figures")
+        ]
     write_json(out / "results.json", results)
     return results
 
@@ -986,29 +1221,38 @@ def summary_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     n = results["data"]["n_train"]
     for key, r in results["binnings"].items():
-        rows.append({
-            "binning": key,
-            "n_bins": r["n_bins"],
-            "n_prime": r["closure"]["n_prime_mean"],
-            "amplification": r["amplification"]["mean_factor"],
-            "amplification_raw": r["amplification"]["mean_factor_raw"],
-            "mad": r["coverage"]["mad"],
-            "n_eq": r["closure"]["n_eq_geomean"],
-            "true_amplification": r["closure"]["n_eq_geomean"] / n,
-            "verdict": r["closure"]["verdict"],
-        })
+        rows.append(
+            {
+                "binning": key,
+                "n_bins": r["n_bins"],
+                "n_prime": r["closure"]["n_prime_mean"],
+                "amplification": r["amplification"]["mean_factor"],
+                "amplification_raw": r["amplification"]["mean_factor_raw"],
+                "mad": r["coverage"]["mad"],
+                "n_eq": r["closure"]["n_eq_geomean"],
+                "true_amplification": r["closure"]["n_eq_geomean"] / n,
+                "verdict": r["closure"]["verdict"],
+            }
+        )
     return rows
 
 
 def format_summary(results: Mapping[str, Any]) -> str:
     """The one-screen table printed at the end of a job."""
-    head = (f"{'binning':<18}{'B':>6}{'n_prime':>11}{'A=n/n':>9}{'A_raw':>9}{'MAD':>7}"
-            f"{'n_eq':>11}{'A_true':>9}  verdict")
-    lines = [f"calamp results (n = {results['data']['n_train']} training events per network)",
-             head, "-" * len(head)]
+    head = (
+        f"{'binning':<18}{'B':>6}{'n_prime':>11}{'A=n/n':>9}{'A_raw':>9}{'MAD':>7}"
+        f"{'n_eq':>11}{'A_true':>9}  verdict"
+    )
+    lines = [
+        f"calamp results (n = {results['data']['n_train']} training events per network)",
+        head,
+        "-" * len(head),
+    ]
     for row in results["summary"]:
-        lines.append(f"{row['binning']:<18}{row['n_bins']:>6}{row['n_prime']:>11.4g}"
-                     f"{row['amplification']:>9.3g}{row['amplification_raw']:>9.3g}"
-                     f"{row['mad']:>7.3f}{row['n_eq']:>11.4g}{row['true_amplification']:>9.3g}"
-                     f"  {row['verdict']}")
+        lines.append(
+            f"{row['binning']:<18}{row['n_bins']:>6}{row['n_prime']:>11.4g}"
+            f"{row['amplification']:>9.3g}{row['amplification_raw']:>9.3g}"
+            f"{row['mad']:>7.3f}{row['n_eq']:>11.4g}{row['true_amplification']:>9.3g}"
+            f"  {row['verdict']}"
+        )
     return "\n".join(lines)

@@ -51,9 +51,16 @@ def _axes(ax):
 
 
 def label_axes(ax, text: str = "Simulation", right: str | None = None) -> None:
-    """Experiment-neutral label: 'calamp' in bold plus ``text`` on the left, ``right`` on the right."""
-    ax.text(0.0, 1.01, r"$\mathbf{calamp}$ " + rf"$\it{{{text}}}$", transform=ax.transAxes,
-            ha="left", va="bottom", fontsize=14)
+    """Experiment-neutral label: bold 'calamp' plus ``text`` at the left, ``right`` at the right."""
+    ax.text(
+        0.0,
+        1.01,
+        r"$\mathbf{calamp}$ " + rf"$\it{{{text}}}$",
+        transform=ax.transAxes,
+        ha="left",
+        va="bottom",
+        fontsize=14,
+    )
     if right:
         ax.text(1.0, 1.01, right, transform=ax.transAxes, ha="right", va="bottom", fontsize=12)
 
@@ -77,9 +84,18 @@ def finite_edges(edges: np.ndarray, lo: float | None = None, hi: float | None = 
     return e
 
 
-def plot_observable(edges: np.ndarray, truth: np.ndarray, mean: np.ndarray, std: np.ndarray,
-                    *, xlabel: str, train: np.ndarray | None = None, ax=None, ratio_ax=None,
-                    model_label: str = "Posterior mean ± std") -> dict:
+def plot_observable(
+    edges: np.ndarray,
+    truth: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    *,
+    xlabel: str,
+    train: np.ndarray | None = None,
+    ax=None,
+    ratio_ax=None,
+    model_label: str = "Posterior mean ± std",
+) -> dict:
     """Bin fractions per unit x: truth, training sample, and the posterior band with a ratio panel.
 
     Args:
@@ -93,20 +109,29 @@ def plot_observable(edges: np.ndarray, truth: np.ndarray, mean: np.ndarray, std:
     widths = np.diff(edges)
     dens = lambda v: np.asarray(v) / widths  # noqa: E731
     art = {}
-    art["band"] = ax.stairs(dens(mean + std), edges, baseline=dens(mean - std), fill=True,
-                            alpha=0.35, color="C0", label=model_label)
+    art["band"] = ax.stairs(
+        dens(mean + std),
+        edges,
+        baseline=dens(mean - std),
+        fill=True,
+        alpha=0.35,
+        color="C0",
+        label=model_label,
+    )
     art["mean"] = ax.stairs(dens(mean), edges, color="C0", lw=1.5)
     art["truth"] = ax.stairs(dens(truth), edges, color="k", lw=1.5, label="Truth")
     if train is not None:
-        art["train"] = ax.stairs(dens(train), edges, color="C1", lw=1.2, ls="--",
-                                 label="Training data")
+        art["train"] = ax.stairs(
+            dens(train), edges, color="C1", lw=1.2, ls="--", label="Training data"
+        )
     ax.set_ylabel("Fraction / unit")
     ax.set_ylim(0, 1.35 * ax.get_ylim()[1])  # head-room for the legend
     ax.legend(loc="upper right", fontsize=11, frameon=False)
     if ratio_ax is not None:
         t = np.where(truth > 0, truth, np.nan)
-        ratio_ax.stairs((mean + std) / t, edges, baseline=(mean - std) / t, fill=True,
-                        alpha=0.35, color="C0")
+        ratio_ax.stairs(
+            (mean + std) / t, edges, baseline=(mean - std) / t, fill=True, alpha=0.35, color="C0"
+        )
         ratio_ax.stairs(mean / t, edges, color="C0")
         if train is not None:
             ratio_ax.stairs(train / t, edges, color="C1", ls="--")
@@ -119,9 +144,16 @@ def plot_observable(edges: np.ndarray, truth: np.ndarray, mean: np.ndarray, std:
     return art
 
 
-def plot_calibration(levels: np.ndarray, empirical: np.ndarray, *, band: tuple | None = None,
-                     label: str | None = None, ax=None, color=None) -> dict:
-    """Calibration curve: empirical coverage c̄(c) against the credibility level c, with the diagonal.
+def plot_calibration(
+    levels: np.ndarray,
+    empirical: np.ndarray,
+    *,
+    band: tuple | None = None,
+    label: str | None = None,
+    ax=None,
+    color=None,
+) -> dict:
+    """Calibration curve: empirical coverage c̄(c) against the credibility level c, and diagonal.
 
     Args:
         levels: (L,) credibility levels c in [0, 1].
@@ -143,9 +175,17 @@ def plot_calibration(levels: np.ndarray, empirical: np.ndarray, *, band: tuple |
     return art
 
 
-def plot_amplification_vs_bins(n_bins: Sequence[int], amp: np.ndarray, *, lo=None, hi=None,
-                               label: str | None = None, ax=None, marker="o") -> dict:
-    """Amplification n'/n against the number of bins (log-log), with a min-max band over networks."""
+def plot_amplification_vs_bins(
+    n_bins: Sequence[int],
+    amp: np.ndarray,
+    *,
+    lo=None,
+    hi=None,
+    label: str | None = None,
+    ax=None,
+    marker="o",
+) -> dict:
+    """Amplification n'/n against the number of bins (log-log), min-max band over networks."""
     ax = _axes(ax)
     n_bins = np.asarray(n_bins)
     (line,) = ax.plot(n_bins, amp, marker=marker, label=label)
@@ -162,8 +202,9 @@ def plot_amplification_vs_bins(n_bins: Sequence[int], amp: np.ndarray, *, lo=Non
     return art
 
 
-def plot_amplification_per_bin(edges: np.ndarray, per_bin: np.ndarray, *, n_train: int,
-                               xlabel: str, ax=None) -> dict:
+def plot_amplification_per_bin(
+    edges: np.ndarray, per_bin: np.ndarray, *, n_train: int, xlabel: str, ax=None
+) -> dict:
     """Per-bin amplification n'_j/n (mean over networks) as a step histogram."""
     ax = _axes(ax)
     art = {"amp": ax.stairs(np.asarray(per_bin) / n_train, edges, color="C2", lw=1.5)}
@@ -178,13 +219,16 @@ def plot_amplification_per_bin(edges: np.ndarray, per_bin: np.ndarray, *, n_trai
     return art
 
 
-def plot_closure(n_bins: Sequence[int], n_prime: np.ndarray, n_eq: np.ndarray, *, n_train: int,
-                 ax=None) -> dict:
+def plot_closure(
+    n_bins: Sequence[int], n_prime: np.ndarray, n_eq: np.ndarray, *, n_train: int, ax=None
+) -> dict:
     """JSD closure: Bayesian estimate n'/n and 'true' amplification n_eq/n against n_Q."""
     ax = _axes(ax)
     art = {
         "bayes": ax.plot(n_bins, np.asarray(n_prime) / n_train, "o-", label="Bayesian $n'/n$")[0],
-        "true": ax.plot(n_bins, np.asarray(n_eq) / n_train, "s--", label=r"JSD closure $n_{eq}/n$")[0],
+        "true": ax.plot(n_bins, np.asarray(n_eq) / n_train, "s--", label=r"JSD closure $n_{eq}/n$")[
+            0
+        ],
     }
     ax.axhline(1.0, color="grey", ls=":", lw=1)
     ax.set_xscale("log")
@@ -195,8 +239,14 @@ def plot_closure(n_bins: Sequence[int], n_prime: np.ndarray, n_eq: np.ndarray, *
     return art
 
 
-def plot_shower_image(image: np.ndarray, *, ax=None, label: str = "Energy [GeV]",
-                      log: bool = True, cell_size: float = 5.0) -> dict:
+def plot_shower_image(
+    image: np.ndarray,
+    *,
+    ax=None,
+    label: str = "Energy [GeV]",
+    log: bool = True,
+    cell_size: float = 5.0,
+) -> dict:
     """A (ny, nx) cell-energy image with a colour bar; coordinates in mm, centred on 0."""
     ax = _axes(ax)
     ny, nx = image.shape
@@ -206,8 +256,10 @@ def plot_shower_image(image: np.ndarray, *, ax=None, label: str = "Energy [GeV]"
     if log:
         pos = img[img > 0]
         vmin = pos.min() if pos.size else 1e-6
-        norm = matplotlib.colors.LogNorm(vmin=max(vmin, img.max() * 1e-6 if img.max() > 0 else 1e-6),
-                                         vmax=max(img.max(), vmin * 10))
+        norm = matplotlib.colors.LogNorm(
+            vmin=max(vmin, img.max() * 1e-6 if img.max() > 0 else 1e-6),
+            vmax=max(img.max(), vmin * 10),
+        )
         img = np.where(img > 0, img, np.nan)
     im = ax.imshow(img, origin="lower", extent=ext, norm=norm, cmap="viridis")
     cb = ax.figure.colorbar(im, ax=ax, label=label)

@@ -39,8 +39,9 @@ def load_results(folder: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarr
     return results, arrays
 
 
-def make_figures(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
-                 folder: str | Path) -> list[Path]:
+def make_figures(
+    results: Mapping[str, Any], arrays: Mapping[str, np.ndarray], folder: str | Path
+) -> list[Path]:
     """Draw every figure of a job into ``folder`` (PDF + PNG); returns the PNG paths.
 
     Figures: per observable the finest binning with truth, training data and the posterior band
@@ -70,14 +71,27 @@ def make_figures(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
             continue
         fr = arrays[f"fractions/{key}"]
         edges = np.asarray(r["edges"][0])
-        fig, (ax, rax, aax) = plt.subplots(3, 1, figsize=(8, 9), sharex=True,
-                                           gridspec_kw={"height_ratios": [3, 1.2, 1.2],
-                                                        "hspace": 0.08})
-        plotting.plot_observable(edges, np.asarray(r["truth"]), fr[0].mean(0), fr[0].std(0, ddof=1),
-                                 xlabel="", train=arrays[f"train/{key}"][0], ax=ax, ratio_ax=rax,
-                                 model_label="Network 0: posterior mean ± std")
-        plotting.plot_amplification_per_bin(edges, r["amplification"]["per_bin_mean"],
-                                            n_train=n_train, xlabel=_label(obs), ax=aax)
+        fig, (ax, rax, aax) = plt.subplots(
+            3,
+            1,
+            figsize=(8, 9),
+            sharex=True,
+            gridspec_kw={"height_ratios": [3, 1.2, 1.2], "hspace": 0.08},
+        )
+        plotting.plot_observable(
+            edges,
+            np.asarray(r["truth"]),
+            fr[0].mean(0),
+            fr[0].std(0, ddof=1),
+            xlabel="",
+            train=arrays[f"train/{key}"][0],
+            ax=ax,
+            ratio_ax=rax,
+            model_label="Network 0: posterior mean ± std",
+        )
+        plotting.plot_amplification_per_bin(
+            edges, r["amplification"]["per_bin_mean"], n_train=n_train, xlabel=_label(obs), ax=aax
+        )
         rax.set_xlabel("")
         plotting.label_axes(ax, "Simulation", right)
         fig.align_ylabels()
@@ -89,9 +103,14 @@ def make_figures(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
         nq = sorted(keys)
         nb = [results["binnings"][keys[q]]["n_bins"] for q in nq]
         f = [np.asarray(results["binnings"][keys[q]]["amplification"]["factor"], float) for q in nq]
-        plotting.plot_amplification_vs_bins(nb, [np.nanmean(v) for v in f],
-                                            lo=[np.nanmin(v) for v in f],
-                                            hi=[np.nanmax(v) for v in f], label=obs, ax=ax)
+        plotting.plot_amplification_vs_bins(
+            nb,
+            [np.nanmean(v) for v in f],
+            lo=[np.nanmin(v) for v in f],
+            hi=[np.nanmax(v) for v in f],
+            label=obs,
+            ax=ax,
+        )
     ax.legend(ncol=2, fontsize=10, loc="best")
     plotting.label_axes(ax, "Simulation", right)
     pngs.append(plotting.save_figure(fig, folder / "amplification_vs_bins")[1])
@@ -105,13 +124,20 @@ def make_figures(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
             if q not in keys:
                 continue
             cov = results["binnings"][keys[q]]["coverage"]
-            band = ((cov["band_low"], cov["band_high"]) if few and cov.get("band_low")
-                    is not None else None)
-            plotting.plot_calibration(np.asarray(cov["levels"]), np.asarray(cov["empirical"]),
-                                      band=band, ax=ax, color=f"C{j % 10}",
-                                      label=f"{obs} (MAD {cov['mad']:.3f})")
-        ax.legend(fontsize=9 if few else 8, ncol=1 if few else 2, loc="upper left",
-                  frameon=False)
+            band = (
+                (cov["band_low"], cov["band_high"])
+                if few and cov.get("band_low") is not None
+                else None
+            )
+            plotting.plot_calibration(
+                np.asarray(cov["levels"]),
+                np.asarray(cov["empirical"]),
+                band=band,
+                ax=ax,
+                color=f"C{j % 10}",
+                label=f"{obs} (MAD {cov['mad']:.3f})",
+            )
+        ax.legend(fontsize=9 if few else 8, ncol=1 if few else 2, loc="upper left", frameon=False)
         plotting.label_axes(ax, "Simulation", f"{q} quantiles per axis")
         pngs.append(plotting.save_figure(fig, folder / f"calibration_q{q}")[1])
 

@@ -19,7 +19,7 @@ __all__ = ["main", "build_parser"]
 _HELP = {
     "model": f"generator family: {', '.join(MODELS)} (default flow)",
     "method": f"Bayesian method: {', '.join(METHODS)} (default vi; oracle = truth samples "
-              "as draws, a closure check that must give A = 1)",
+    "as draws, a closure check that must give A = 1)",
     "kl_factor": "VI: KL factor k in loss = data + k·KL/n (default 1)",
     "kl_convention": "VI: 'sum' (true KL) or 'mean' (reference code's per-tensor mean)",
     "prior_scale": "VI: prior N(0, s²) width (default 1)",
@@ -73,10 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML file with options (command line wins)")
     p.add_argument("--quick", action="store_true", help="small preset (~2 min on 2 cores)")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None, help=argparse.SUPPRESS)
-    p.add_argument("--no-plots", dest="plots", action="store_const", const=False, default=None,
-                   help="skip figures")
-    p.add_argument("--no-progress", dest="progress", action="store_const", const=False,
-                   default=None, help="no progress bars")
+    p.add_argument(
+        "--no-plots",
+        dest="plots",
+        action="store_const",
+        const=False,
+        default=None,
+        help="skip figures",
+    )
+    p.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_const",
+        const=False,
+        default=None,
+        help="no progress bars",
+    )
     for f in dataclasses.fields(RunConfig):
         if f.name in _SKIP:
             continue
@@ -97,8 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a malformed option (one line already printed)
         return int(exc.code or 0)
-    opts = {k: v for k, v in vars(args).items()
-            if k not in ("input", "out", "overwrite", "resume", "config", "quick")}
+    opts = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("input", "out", "overwrite", "resume", "config", "quick")
+    }
     try:
         file_opts = load_toml(args.config) if args.config else {}
         if args.quick:
@@ -110,14 +125,18 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"give either an input file or --toy {cfg.toy}, not both")
         from calamp.pipeline import run_job
 
-        run_job(cfg, input_path=args.input, out=Path(args.out), overwrite=args.overwrite,
-                resume=args.resume)
+        run_job(
+            cfg,
+            input_path=args.input,
+            out=Path(args.out),
+            overwrite=args.overwrite,
+            resume=args.resume,
+        )
     except ConfigError as err:
         print(f"calamp: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("calamp: interrupted; checkpoints are kept, continue with --resume",
-              file=sys.stderr)
+        print("calamp: interrupted; checkpoints are kept, continue with --resume", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - map our own errors to exit 2, re-raise the rest
         from calamp.io import CalampError

@@ -36,19 +36,72 @@ from typing import Any
 
 __all__ = ["SchemaError", "validate_results"]
 
-_TOP = {"calamp_version": str, "versions": dict, "config": dict, "seeds": dict, "data": dict,
-        "networks": list, "binnings": dict, "summary": list, "timings": dict}
-_DATA = ("kind", "source", "training_sets", "truth", "truth_is_exact", "n_train", "n_networks",
-         "n_draws", "n_generated_per_draw")
-_BINNING = {"observable": str, "n_quantiles": int, "n_bins": int, "shape": list, "edges": list,
-            "truth": list, "amplification": dict, "coverage": dict, "closure": dict}
-_AMP = ("n_prime", "n_prime_raw", "factor", "factor_raw", "mean_factor", "mean_factor_raw",
-        "estimate_used", "form", "per_bin_mean")
+_TOP = {
+    "calamp_version": str,
+    "versions": dict,
+    "config": dict,
+    "seeds": dict,
+    "data": dict,
+    "networks": list,
+    "binnings": dict,
+    "summary": list,
+    "timings": dict,
+}
+_DATA = (
+    "kind",
+    "source",
+    "training_sets",
+    "truth",
+    "truth_is_exact",
+    "n_train",
+    "n_networks",
+    "n_draws",
+    "n_generated_per_draw",
+)
+_BINNING = {
+    "observable": str,
+    "n_quantiles": int,
+    "n_bins": int,
+    "shape": list,
+    "edges": list,
+    "truth": list,
+    "amplification": dict,
+    "coverage": dict,
+    "closure": dict,
+}
+_AMP = (
+    "n_prime",
+    "n_prime_raw",
+    "factor",
+    "factor_raw",
+    "mean_factor",
+    "mean_factor_raw",
+    "estimate_used",
+    "form",
+    "per_bin_mean",
+)
 _COV = ("levels", "empirical", "mad", "per_network")
-_CLO = ("jsd", "n_eq", "amplification", "jsd_train", "n_eq_train", "n_prime_mean",
-        "n_eq_geomean", "verdict")
-_ROW = ("binning", "n_bins", "n_prime", "amplification", "amplification_raw", "mad", "n_eq",
-        "true_amplification", "verdict")
+_CLO = (
+    "jsd",
+    "n_eq",
+    "amplification",
+    "jsd_train",
+    "n_eq_train",
+    "n_prime_mean",
+    "n_eq_geomean",
+    "verdict",
+)
+_ROW = (
+    "binning",
+    "n_bins",
+    "n_prime",
+    "amplification",
+    "amplification_raw",
+    "mad",
+    "n_eq",
+    "true_amplification",
+    "verdict",
+)
 
 
 class SchemaError(ValueError):

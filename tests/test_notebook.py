@@ -16,9 +16,11 @@ def test_calomplify_notebook_executes(tmp_path, monkeypatch):
     monkeypatch.setenv("CALAMP_DATA", str(ROOT / "data" / "shower.root"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(ROOT / "notebooks" / "calomplify.ipynb", as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                      for o in c.get("outputs", []))
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    outputs = "".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
     assert "n' raw" in outputs and "JSD closure" in outputs
     assert (tmp_path / "calomplify_notebook.root").is_file()

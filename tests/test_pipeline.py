@@ -16,9 +16,20 @@ from calamp.simulate import photon_showers
 
 # Smallest settings that still run every stage (2 networks x 4 draws); the numbers are not
 # meant to be meaningful, only consistent.
-TINY = dict(networks=2, draws=4, generated=1_000, train_steps=30, batch_size=100,
-            truth_events=5_000, n_quantiles=(3, 5), hidden=16, layers=2, bootstrap=5,
-            chunk_size=600, progress=False)
+TINY = dict(
+    networks=2,
+    draws=4,
+    generated=1_000,
+    train_steps=30,
+    batch_size=100,
+    truth_events=5_000,
+    n_quantiles=(3, 5),
+    hidden=16,
+    layers=2,
+    bootstrap=5,
+    chunk_size=600,
+    progress=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +42,10 @@ def shower_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ring_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ring") / "res"
-    cfg = make_config(TINY, dict(toy="ring", method="adammcmc", model="flow", n_train=500,
-                                 mcmc_steps=40, burn_in=8))
+    cfg = make_config(
+        TINY,
+        dict(toy="ring", method="adammcmc", model="flow", n_train=500, mcmc_steps=40, burn_in=8),
+    )
     results = pipeline.run_job(cfg, out=out)
     return out, results
 
@@ -136,8 +149,9 @@ def test_overwrite_refuses_foreign_folder(tmp_path):
 
 
 def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch):
-    cfg = make_config(TINY, dict(toy="ring", method="vi", n_train=400, n_quantiles=(4,),
-                                 plots=False))
+    cfg = make_config(
+        TINY, dict(toy="ring", method="vi", n_train=400, n_quantiles=(4,), plots=False)
+    )
     full = pipeline.run_job(cfg, out=tmp_path / "full")
 
     calls = {"n": 0}
@@ -158,8 +172,9 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch):
         assert resumed["binnings"][key]["amplification"]["n_prime"] == b["amplification"]["n_prime"]
         assert resumed["binnings"][key]["coverage"]["empirical"] == b["coverage"]["empirical"]
     # resume with different options is refused
-    other = make_config(TINY, dict(toy="ring", method="vi", n_train=400, n_quantiles=(4,),
-                                   plots=False, seed=2))
+    other = make_config(
+        TINY, dict(toy="ring", method="vi", n_train=400, n_quantiles=(4,), plots=False, seed=2)
+    )
     with pytest.raises(pipeline.OutputExistsError, match="seed"):
         pipeline.run_job(other, out=tmp_path / "resumed", resume=True)
 
@@ -168,9 +183,22 @@ def test_oracle_ensemble_gives_unit_amplification_and_calibration(tmp_path):
     """The oracle (bootstrap posterior of each network's own truth sample) through the same
     pipeline code as the networks: A = 1, calibrated coverage, closure n_eq = n."""
     s, k, n, b_side = 20, 5, 2_000, 10
-    cfg = make_config(dict(toy="ring", method="oracle", networks=k, draws=s, generated=100_000,
-                           truth_events=400_000, n_quantiles=(b_side,), n_train=n,
-                           bootstrap=0, plots=False, progress=False, chunk_size=50_000))
+    cfg = make_config(
+        dict(
+            toy="ring",
+            method="oracle",
+            networks=k,
+            draws=s,
+            generated=100_000,
+            truth_events=400_000,
+            n_quantiles=(b_side,),
+            n_train=n,
+            bootstrap=0,
+            plots=False,
+            progress=False,
+            chunk_size=50_000,
+        )
+    )
     res = pipeline.run_job(cfg, out=tmp_path / "oracle")["binnings"][f"ring/q{b_side}"]
     n_bins = b_side**2
     # Known biases of the Poisson-form estimator: 1/(1 - p) per bin and E[1/std^2] =
@@ -193,15 +221,36 @@ def test_oracle_ensemble_gives_unit_amplification_and_calibration(tmp_path):
 
 @pytest.mark.parametrize(
     ("model", "method", "toy"),
-    [("cnf", "adammcmc", "ring"), ("maf", "sgld", "ring"), ("gan", "sghmc", None),
-     ("flow", "ensemble", None)],
+    [
+        ("cnf", "adammcmc", "ring"),
+        ("maf", "sgld", "ring"),
+        ("gan", "sghmc", None),
+        ("flow", "ensemble", None),
+    ],
 )
 def test_every_model_and_method_path_runs(tmp_path, shower_file, model, method, toy):
-    cfg = make_config(TINY, dict(toy=toy, model=model, method=method, networks=2, draws=3,
-                                 generated=600, train_steps=15, n_train=300, truth_events=3_000,
-                                 n_quantiles=(3,), bootstrap=0, plots=False, mcmc_steps=12,
-                                 burn_in=3, ode_solver="rk4", ode_steps=4,
-                                 observables=("e_total", "n_hit")))
+    cfg = make_config(
+        TINY,
+        dict(
+            toy=toy,
+            model=model,
+            method=method,
+            networks=2,
+            draws=3,
+            generated=600,
+            train_steps=15,
+            n_train=300,
+            truth_events=3_000,
+            n_quantiles=(3,),
+            bootstrap=0,
+            plots=False,
+            mcmc_steps=12,
+            burn_in=3,
+            ode_solver="rk4",
+            ode_steps=4,
+            observables=("e_total", "n_hit"),
+        ),
+    )
     res = pipeline.run_job(cfg, None if toy else shower_file, out=tmp_path / "o")
     validate_results(json.loads((tmp_path / "o" / "results.json").read_text()))
     for b in res["binnings"].values():
@@ -220,7 +269,31 @@ def test_reanalyse_reproduces_the_statistics(tmp_path, ring_run):
     again = pipeline.reanalyse(copy, plots=False)
     for key, b in results["binnings"].items():
         assert again["binnings"][key]["amplification"]["n_prime"] == pytest.approx(
-            b["amplification"]["n_prime"], rel=1e-12)
+            b["amplification"]["n_prime"], rel=1e-12
+        )
         assert again["binnings"][key]["coverage"]["mad"] == pytest.approx(
-            b["coverage"]["mad"], rel=1e-12)
+            b["coverage"]["mad"], rel=1e-12
+        )
     _check_root_matches_json(copy, json.loads((copy / "results.json").read_text()))
+
+
+def test_user_file_without_simulator_uses_held_out_truth(tmp_path):
+    """A file not made by calamp.simulate: K disjoint splits and a held-out finite truth."""
+    path = tmp_path / "geant4_like.root"
+    write_showers(path, photon_showers(600, seed=8))  # no provenance record
+    cfg = make_config(
+        TINY,
+        dict(
+            observables=("e_total",),
+            n_quantiles=(3,),
+            plots=False,
+            holdout_fraction=0.5,
+            draws=3,
+            networks=2,
+        ),
+    )
+    res = pipeline.run_job(cfg, path, out=tmp_path / "o")
+    assert res["data"]["truth_is_exact"] is False
+    assert "held-out" in res["data"]["truth"] and "finite reference" in res["data"]["truth"]
+    assert "disjoint" in res["data"]["training_sets"]
+    assert res["data"]["n_train"] == 150  # (600 - 300 held out) / 2 networks

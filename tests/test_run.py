@@ -87,18 +87,46 @@ def test_toml_and_command_line_precedence(tmp_path):
 
 
 def test_module_entry_point_help():
-    res = subprocess.run([sys.executable, "-m", "calamp.run", "--help"], capture_output=True,
-                         text=True, check=False, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "calamp.run", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert res.returncode == 0
     assert "--quick" in res.stdout and "--toy" in res.stdout
 
 
 def test_cli_runs_ring_job(tmp_path):
     out = tmp_path / "o"
-    code = main(["--toy", "ring", "--quick", "--networks", "2", "--draws", "3",
-                 "--generated", "500", "--train-steps", "20", "--truth-events", "4000",
-                 "--n-train", "300", "--n-quantiles", "3", "--no-plots", "--no-progress",
-                 "--bootstrap", "0", "--out", str(out)])
+    code = main(
+        [
+            "--toy",
+            "ring",
+            "--quick",
+            "--networks",
+            "2",
+            "--draws",
+            "3",
+            "--generated",
+            "500",
+            "--train-steps",
+            "20",
+            "--truth-events",
+            "4000",
+            "--n-train",
+            "300",
+            "--n-quantiles",
+            "3",
+            "--no-plots",
+            "--no-progress",
+            "--bootstrap",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["networks"] == 2 and results["config"]["preset"] == "quick"

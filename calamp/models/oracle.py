@@ -54,8 +54,7 @@ class OracleGenerator:
 
     def config(self) -> dict[str, Any]:
         """JSON description (the training events themselves are not included)."""
-        return {"kind": "oracle", "n": self.n, "dim": int(self.events.shape[1]),
-                "seed": self.seed}
+        return {"kind": "oracle", "n": self.n, "dim": int(self.events.shape[1]), "seed": self.seed}
 
     def draw_weights(self, s: int) -> np.ndarray:
         """(s, 1) 'weight vectors' of s draws: the draw indices (exact in float32)."""
@@ -77,8 +76,9 @@ class OracleGenerator:
         rng = np.random.default_rng(np.asarray(seed, dtype=np.int64).ravel().tolist())
         return self.events[self._resample[rng.integers(0, self.n, int(n))]]
 
-    def sample_chunks(self, n: int, c: Any = None, *, seed: Any, chunk_size: int = 100_000
-                      ) -> Iterator[np.ndarray]:
+    def sample_chunks(
+        self, n: int, c: Any = None, *, seed: Any, chunk_size: int = 100_000
+    ) -> Iterator[np.ndarray]:
         """Yield ``n`` events in chunks; chunk k uses seed ``[seed, k]``."""
         base = int(np.asarray(seed).ravel()[0])
         for k, start in enumerate(range(0, int(n), int(chunk_size))):

@@ -1,0 +1,105 @@
+"""Scaled-down ring and calorimeter studies: structure and sanity of the analysis scripts."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "analysis" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_power_law_fit_recovers_known_parameters():
+    ring_study = _load("ring_study")
+    rng = np.random.default_rng(4)
+    n_q = np.array([225, 400, 900, 1600, 2500, 4900, 10_000], float)
+    a, b = 0.004, 1.0
+    amp = a * n_q**b * np.exp(rng.normal(0, 0.02, n_q.size))
+    fit = ring_study.power_law(n_q, amp, 0.02 * amp)
+    # 2% scatter over a decade and a half: b to ~0.02, a to ~15% (4 sigma bounds)
+    assert abs(fit["b"] - b) < 4 * fit["b_err"] and fit["b_err"] < 0.05
+    assert abs(np.log(fit["a"] / a)) < 4 * fit["a_err"] / fit["a"]
+
+
+@pytest.mark.slow
+def test_ring_study_ci_budget(tmp_path):
+    ring_study = _load("ring_study")
+    out, res, fig = tmp_path / "runs", tmp_path / "results", tmp_path / "fig"
+    code = ring_study.main(
+        [
+            "all",
+            "--budget",
+            "ci",
+            "--configs",
+            "oracle,cnf_vi_k10",
+            "--out",
+            str(out),
+            "--results",
+            str(res),
+            "--figures",
+            str(fig),
+        ]
+    )
+    assert code == 0
+    summary = json.loads((res / "ring_summary_ci.json").read_text())
+    assert set(summary["points"]) == {"oracle", "cnf_vi_k10"}
+    for point in summary["points"].values():
+        rows = point["rows"]
+        assert [r["grid"] for r in rows] == list(ring_study.BUDGETS["ci"]["grids"])
+        assert {"amp_mean", "amp_min", "amp_max", "mad", "mad_r", "mad_phi", "n_eq"} <= set(rows[0])
+    # amplification of the network grows with the number of quantiles (paper, Fig. amplification)
+    amp = [r["amp_mean"] for r in summary["points"]["cnf_vi_k10"]["rows"]]
+    assert amp[-1] > amp[0]
+    # coverage curves are non-decreasing in the level
+    res_json = json.loads((out / "ci" / "cnf_vi_k10" / "results.json").read_text())
+    for b in res_json["binnings"].values():
+        assert np.all(np.diff(b["coverage"]["empirical"]) >= 0)
+    # the oracle: amplification ~ 1 on the finest grid (3 networks x 6 draws: loose bound from
+    # the (s-1)/(s-3) bias and a relative error sqrt(2/(s-5))/sqrt(K B) ~ 0.08)
+    oracle = summary["points"]["oracle"]["rows"][-1]
+    assert 0.7 < oracle["amp_mean"] < 2.2
+    assert any(Path(f).name == "calibration_10x10.png" for f in summary["figures"])
+
+
+@pytest.mark.slow
+def test_calo_study_ci_budget(tmp_path):
+    calo_study = _load("calo_study")
+    out, res, fig = tmp_path / "runs", tmp_path / "results", tmp_path / "fig"
+    code = calo_study.main(
+        [
+            "all",
+            "--budget",
+            "ci",
+            "--points",
+            "oracle,flow_vi_k1,flow_amcmc_s0.1,gan_vi_k1",
+            "--out",
+            str(out),
+            "--results",
+            str(res),
+            "--figures",
+            str(fig),
+        ]
+    )
+    assert code == 0
+    summary = json.loads((res / "calo_summary_ci.json").read_text())
+    assert len(summary["points"]) == 4
+    for point in summary["points"].values():
+        assert "simulator" in point["data"]["training_sets"]
+        obs = point["observables"]
+        assert {"e_total", "x_width", "cell_4_4"} <= set(obs)
+        for per_q in obs.values():
+            for v in per_q.values():
+                assert len(v["jsd_generated"]) == len(v["jsd_train"]) == 2
+                assert np.isfinite(v["amplification_raw"])
+    assert summary["best_calibrated"]["vi"].startswith("flow_vi_k1")
+    assert (fig / "closure_all.png").is_file()
