@@ -205,7 +205,11 @@ def summarise(budget: str, out: Path) -> dict:
                     "verdict": b["closure"]["verdict"],
                 }
             )
-        fit_rows = [r for r in rows if 225 <= r["n_q"] <= 40_000 and r["amp_mean"] > 0]
+        # the paper's fit range, restricted to binnings where the noise-corrected estimate is
+        # valid (elsewhere the raw estimate is only a lower bound capped near g)
+        fit_rows = [
+            r for r in rows if 225 <= r["n_q"] <= 40_000 and r["amp_mean"] > 0 and r["corrected"]
+        ]
         fit = None
         if len(fit_rows) >= 3:
             nq = np.array([r["n_q"] for r in fit_rows], float)
