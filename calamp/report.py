@@ -93,6 +93,9 @@ def make_figures(
             edges, r["amplification"]["per_bin_mean"], n_train=n_train, xlabel=_label(obs), ax=aax
         )
         rax.set_xlabel("")
+        if len(edges) > 4:  # the open outer bins reach the truth's extremes: show the core
+            w = float(np.median(np.diff(edges[1:-1])))
+            ax.set_xlim(max(edges[0], edges[1] - 3 * w), min(edges[-1], edges[-2] + 3 * w))
         plotting.label_axes(ax, "Simulation", right)
         fig.align_ylabels()
         pngs.append(plotting.save_figure(fig, folder / f"observable_{obs}")[1])
