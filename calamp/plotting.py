@@ -40,6 +40,8 @@ def use_style() -> None:
     if not _STYLE_SET:
         hep.style.use("ROOT")
         plt.rcParams.update({"figure.figsize": (7.0, 6.0), "legend.fontsize": 13})
+        # ten distinguishable colours, so "C0".."C9" never repeat within a figure
+        plt.rcParams["axes.prop_cycle"] = matplotlib.cycler(color=plt.cm.tab10.colors)
         _STYLE_SET = True
 
 
