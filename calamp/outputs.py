@@ -27,7 +27,7 @@ import hist
 import numpy as np
 import uproot
 
-__all__ = ["to_jsonable", "write_json", "write_root", "BinnedRecord"]
+__all__ = ["to_jsonable", "write_json", "write_root"]
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -66,14 +66,6 @@ def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
     return path
 
 
-class BinnedRecord(dict):
-    """What :func:`write_root` needs for one observable binning (a plain dict with these keys).
-
-    Keys: ``path`` ("OBS/qN"), ``edges`` ((B+1,) finite edges, or None for a flattened grid),
-    ``label`` (axis label), ``truth`` (B,), ``draws`` (K, s, B) fractions, ``amp_per_bin`` (B,).
-    """
-
-
 def _axis(edges: np.ndarray | None, n_bins: int, label: str) -> hist.axis.AxesMixin:
     if edges is None:
         return hist.axis.Regular(n_bins, 0, n_bins, name="bin", label=f"{label} bin index")
@@ -82,6 +74,10 @@ def _axis(edges: np.ndarray | None, n_bins: int, label: str) -> hist.axis.AxesMi
 
 def write_root(path: str | Path, records: list[Mapping[str, Any]]) -> Path:
     """Write the histograms of every record to a new ROOT file at ``path`` (overwrites it).
+
+    A record is a mapping with ``path`` ("OBS/qN"), ``edges`` ((B+1,) finite edges, or None for
+    a flattened grid), ``label``, ``truth`` (B,), ``draws`` (K, s, B) fractions and
+    ``amp_per_bin`` (B,) (see :func:`calamp.pipeline.root_records`).
 
     The caller guarantees that overwriting is allowed (the results folder is fresh or
     ``--overwrite`` was given).

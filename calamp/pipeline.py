@@ -17,6 +17,7 @@ network and draw (:func:`derive_seed`), so network k and draw i are reproducible
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import shutil
@@ -390,14 +391,12 @@ def _batch_fn(
     current and the proposed state of one step.
     """
     from calamp._tf import tf
+    from calamp.models.base import EpochBatches
 
-    n = len(x)
-    per_epoch = max(1, n // batch_size)
+    batches = EpochBatches(seed, len(x), batch_size)
 
     def fn(step: int) -> tuple:
-        epoch, j = divmod(int(step), per_epoch)
-        perm = np.random.default_rng([seed, epoch]).permutation(n)
-        idx = perm[j * batch_size : (j + 1) * batch_size]
+        idx = batches(step)
         sd = tf.constant(
             np.random.SeedSequence([seed, int(step)]).generate_state(2, np.uint32).view(np.int32)
         )
@@ -1186,7 +1185,8 @@ def reanalyse(out: str | Path, *, plots: bool | None = None) -> dict[str, Any]:
 
     out = Path(out)
     results = json.loads((out / "results.json").read_text())
-    cfg = make_config(results["config"])
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    cfg = make_config({k: v for k, v in results["config"].items() if k in known})
     with np.load(out / "results.npz") as data:
         arrays = {k: data[k] for k in data.files}
     n_train = results["data"]["n_train"]

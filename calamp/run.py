@@ -55,7 +55,7 @@ _HELP = {
     "bootstrap": "bootstrap replicas for errors (0: none)",
     "scheduler": "dask scheduler address for scale-out",
 }
-_SKIP = {"preset", "extra", "plots", "progress"}
+_SKIP = {"preset", "plots", "progress"}
 
 
 class _Parser(argparse.ArgumentParser):

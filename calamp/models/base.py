@@ -40,10 +40,12 @@ from calamp._tf import tf
 from calamp.bayes import vi as _vi
 
 __all__ = [
+    "EpochBatches",
     "GENERATORS",
     "Generator",
     "TrainingError",
     "build_generator",
+    "check_fit_inputs",
     "register_generator",
     "stateless_seed",
 ]
@@ -99,6 +101,64 @@ def _step_seed(seed: int, step: int) -> np.ndarray:
     """Stateless seed (2,) int32 of training step ``step`` of a run seeded with ``seed``."""
     state = np.random.SeedSequence([int(seed), 0x5EED, int(step)]).generate_state(2, np.uint32)
     return state.view(np.int32)
+
+
+class EpochBatches:
+    """Minibatch rule shared by every training loop and sampler: the batch of step t is a pure
+    function of (seed, t), so a resumed run sees exactly the batches of an uninterrupted one.
+
+    Epoch e = t // (N // batch_size) uses the permutation ``default_rng([seed, e])``; the last
+    incomplete batch of an epoch is dropped. The current epoch's permutation is cached.
+    """
+
+    def __init__(self, seed: int, n_events: int, batch_size: int) -> None:
+        self.seed, self.n, self.batch = int(seed), int(n_events), int(batch_size)
+        self.per_epoch = max(1, self.n // self.batch)
+        self._epoch, self._perm = -1, np.arange(0)
+
+    def __call__(self, t: int) -> np.ndarray:
+        """Indices (batch_size,) of the events of step ``t``."""
+        epoch, j = divmod(int(t), self.per_epoch)
+        if epoch != self._epoch:
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            self._epoch = epoch
+        return self._perm[j * self.batch : (j + 1) * self.batch]
+
+
+def check_fit_inputs(
+    model: Generator,
+    x: Any,
+    c: Any,
+    steps: int,
+    batch_size: int,
+    checkpoint_every: int,
+    lr_schedule: str,
+) -> tuple[np.ndarray, np.ndarray | None, int, int]:
+    """Validate the common arguments of a ``fit``: returns (x, c or None, steps, batch_size)."""
+    x_np = np.asarray(x, np.float32)
+    model._check_x(x_np[:1])
+    n_events = x_np.shape[0]
+    c_np = None
+    if model.context_dim or c is not None:
+        c_np = np.asarray(c, np.float32) if c is not None else None
+        model._check_c(c_np)
+        if c_np is not None and c_np.shape[0] != n_events:
+            msg = f"`c` has {c_np.shape[0]} rows but `x` has {n_events}"
+            raise ValueError(msg)
+    steps, batch_size = int(steps), int(batch_size)
+    if steps < 0:
+        msg = f"`steps` must be non-negative, got {steps}"
+        raise ValueError(msg)
+    if not 1 <= batch_size <= n_events:
+        msg = f"`batch_size` must be in [1, N={n_events}], got {batch_size}"
+        raise ValueError(msg)
+    if checkpoint_every < 1:
+        msg = f"`checkpoint_every` must be positive, got {checkpoint_every}"
+        raise ValueError(msg)
+    if lr_schedule not in ("constant", "cosine"):
+        msg = f"`lr_schedule` must be 'constant' or 'cosine', got {lr_schedule!r}"
+        raise ValueError(msg)
+    return x_np, c_np, steps, batch_size
 
 
 class _Adam(tf.Module):
@@ -406,29 +466,10 @@ class Generator(tf.Module):
         Raises:
             TrainingError: on a non-finite loss or gradient (the bad update is not applied).
         """
-        x_np = np.asarray(x, np.float32)
-        self._check_x(x_np[:1])
+        x_np, c_np, steps, batch_size = check_fit_inputs(
+            self, x, c, steps, batch_size, checkpoint_every, lr_schedule
+        )
         n_events = x_np.shape[0]
-        c_np = None
-        if self.context_dim or c is not None:
-            c_np = np.asarray(c, np.float32) if c is not None else None
-            self._check_c(c_np)
-            if c_np is not None and c_np.shape[0] != n_events:
-                msg = f"`c` has {c_np.shape[0]} rows but `x` has {n_events}"
-                raise ValueError(msg)
-        steps, batch_size = int(steps), int(batch_size)
-        if steps < 0:
-            msg = f"`steps` must be non-negative, got {steps}"
-            raise ValueError(msg)
-        if not 1 <= batch_size <= n_events:
-            msg = f"`batch_size` must be in [1, N={n_events}], got {batch_size}"
-            raise ValueError(msg)
-        if checkpoint_every < 1:
-            msg = f"`checkpoint_every` must be positive, got {checkpoint_every}"
-            raise ValueError(msg)
-        if lr_schedule not in ("constant", "cosine"):
-            msg = f"`lr_schedule` must be 'constant' or 'cosine', got {lr_schedule!r}"
-            raise ValueError(msg)
 
         variables = self.fit_variables
         adam = _Adam(variables, learning_rate, betas, 1e-8)
@@ -499,8 +540,7 @@ class Generator(tf.Module):
             return loss, finite
 
         step_fn = tf.function(train_step)
-        steps_per_epoch = n_events // batch_size
-        perm_epoch, perm = -1, None
+        batches = EpochBatches(seed, n_events, batch_size)
         t0 = time.perf_counter()
         bar = tqdm(
             total=steps,
@@ -510,13 +550,7 @@ class Generator(tf.Module):
         )
         try:
             for t in range(resumed_from, steps):
-                epoch = t // steps_per_epoch
-                if epoch != perm_epoch:
-                    perm = np.random.default_rng([int(seed), epoch]).permutation(n_events)
-                    perm_epoch = epoch
-                assert perm is not None
-                j = (t % steps_per_epoch) * batch_size
-                idx = perm[j : j + batch_size]
+                idx = batches(t)
                 cb = tf.constant(c_np[idx]) if has_c else None
                 factor = 1.0
                 if lr_schedule == "cosine":

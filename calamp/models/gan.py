@@ -41,10 +41,12 @@ from tqdm.auto import tqdm
 from calamp._tf import tf, tf_keras
 from calamp.bayes import vi as _vi
 from calamp.models.base import (
+    EpochBatches,
     Generator,
     TrainingError,
     _Adam,
     _step_seed,
+    check_fit_inputs,
     register_generator,
     stateless_seed,
 )
@@ -343,26 +345,10 @@ class ShowerGAN(Generator):
         Raises:
             TrainingError: on a non-finite loss or gradient (that update is not applied).
         """
-        x_np = np.asarray(x, np.float32)
-        self._check_x(x_np[:1])
+        x_np, c_np, steps, batch_size = check_fit_inputs(
+            self, x, c, steps, batch_size, checkpoint_every, lr_schedule
+        )
         n_events = x_np.shape[0]
-        c_np = None
-        if self.context_dim or c is not None:
-            c_np = np.asarray(c, np.float32) if c is not None else None
-            self._check_c(c_np)
-            if c_np is not None and c_np.shape[0] != n_events:
-                msg = f"`c` has {c_np.shape[0]} rows but `x` has {n_events}"
-                raise ValueError(msg)
-        steps, batch_size = int(steps), int(batch_size)
-        if steps < 0:
-            msg = f"`steps` must be non-negative, got {steps}"
-            raise ValueError(msg)
-        if not 1 <= batch_size <= n_events:
-            msg = f"`batch_size` must be in [1, N={n_events}], got {batch_size}"
-            raise ValueError(msg)
-        if checkpoint_every < 1:
-            msg = f"`checkpoint_every` must be positive, got {checkpoint_every}"
-            raise ValueError(msg)
         if self.energy_scale is None:
             if self.output == "energy":
                 scale = float(np.mean(x_np.sum(axis=1), dtype=np.float64))
@@ -373,9 +359,6 @@ class ShowerGAN(Generator):
                 scale = 1.0
             self.energy_scale = scale
             self._scale.assign(scale)
-        if lr_schedule not in ("constant", "cosine"):
-            msg = f"`lr_schedule` must be 'constant' or 'cosine', got {lr_schedule!r}"
-            raise ValueError(msg)
         d_lr = learning_rate if disc_learning_rate is None else disc_learning_rate
 
         g_vars, d_vars = self.generator_variables, self.discriminator_variables
@@ -456,20 +439,13 @@ class ShowerGAN(Generator):
             return g_loss, d_loss, g_ok
 
         step_fn = tf.function(train_step)
-        steps_per_epoch = n_events // batch_size
-        perm_epoch, perm = -1, None
+        batches = EpochBatches(seed, n_events, batch_size)
         t0 = time.perf_counter()
         bar = tqdm(total=steps, initial=min(resumed_from, steps), disable=not progress,
                    desc="fit gan")
         try:
             for t in range(resumed_from, steps):
-                epoch = t // steps_per_epoch
-                if epoch != perm_epoch:
-                    perm = np.random.default_rng([int(seed), epoch]).permutation(n_events)
-                    perm_epoch = epoch
-                assert perm is not None
-                j = (t % steps_per_epoch) * batch_size
-                idx = perm[j : j + batch_size]
+                idx = batches(t)
                 cb = tf.constant(c_np[idx]) if c_np is not None else None
                 factor = 1.0
                 if lr_schedule == "cosine":
