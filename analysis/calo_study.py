@@ -145,14 +145,12 @@ def summarise(budget: str, out: Path) -> dict:
                 "n_bins": b["n_bins"],
                 "n_prime": b["amplification"]["n_prime"],
                 "amplification": b["amplification"]["mean_factor"],
-                "amplification_raw": b["amplification"]["mean_factor_raw"],
-                "amplification_corrected": float(
-                    np.mean(b["amplification"]["n_prime_corrected"]) / n
-                ),
+                "amplification_paper": b["amplification"]["mean_factor_paper"],
+                "amplification_is_bound": b["amplification"]["combined"]["is_bound"],
                 "estimate_used": b["amplification"]["estimate_used"],
                 "mad": b["coverage"]["mad"],
-                "n_eq": clo["n_eq_geomean"],
-                "true_amplification": clo["n_eq_geomean"] / n,
+                "n_eq": clo["n_eq_mean"],
+                "true_amplification": None if clo["n_eq_mean"] is None else clo["n_eq_mean"] / n,
                 "jsd_generated": clo["jsd"],
                 "jsd_train": clo["jsd_train"],
                 "generated_closer_than_train": clo["generated_closer_than_train"],

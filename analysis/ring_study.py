@@ -192,16 +192,17 @@ def summarise(budget: str, out: Path) -> dict:
                 {
                     "grid": g,
                     "n_q": g * g,
-                    "amp_mean": float(np.mean(f)),
+                    "amp_mean": b["amplification"]["mean_factor"],
                     "amp_min": float(np.min(f)),
                     "amp_max": float(np.max(f)),
-                    "amp_err": (b["amplification"].get("bootstrap") or {}).get("factor_std"),
-                    "corrected": b["amplification"]["corrected"],
+                    "amp_low": b["amplification"]["mean_factor_low"],
+                    "amp_high": b["amplification"]["mean_factor_high"],
+                    "corrected": not b["amplification"]["combined"]["is_bound"],
                     "mad": b["coverage"]["mad"],
                     "mad_r": (b["coverage"]["mad_axis"] or [None])[0],
                     "mad_phi": (b["coverage"]["mad_axis"] or [None, None])[1],
                     "n_prime": b["closure"]["n_prime_mean"],
-                    "n_eq": b["closure"]["n_eq_geomean"],
+                    "n_eq": b["closure"]["n_eq_mean"],
                     "verdict": b["closure"]["verdict"],
                 }
             )
@@ -214,7 +215,15 @@ def summarise(budget: str, out: Path) -> dict:
         if len(fit_rows) >= 3:
             nq = np.array([r["n_q"] for r in fit_rows], float)
             amp = np.array([r["amp_mean"] for r in fit_rows])
-            err = np.array([r["amp_err"] or 0.1 * r["amp_mean"] for r in fit_rows])
+            # symmetric error from the 68 % interval of the combined estimate
+            err = np.array(
+                [
+                    0.5 * ((r["amp_high"] or np.inf) - r["amp_low"])
+                    if r["amp_high"] is not None
+                    else r["amp_mean"]
+                    for r in fit_rows
+                ]
+            )
             fit = power_law(nq, amp, err)
         wall = sum(
             net.get("wall_seconds", 0) + net.get("generate_seconds", 0) for net in res["networks"]

@@ -342,12 +342,12 @@ def _draw_task(handle: Any, row: int, n_rows: int, chunks: tuple[int, int] | Non
     hset = HistogramSet(binnings, 1, n_rows)
     names = None if kind == "ring" else tuple({_split_key(key)[0] for key in binnings})
     seed = derive_seed(cfg.seed, "generate", k, i)
-    ctx = _gen_context(nd, cfg.generated, derive_seed(cfg.seed, "context", k, i))
+    ctx, e_inc = _gen_context(nd, cfg.generated, derive_seed(cfg.seed, "context", k, i))
     g, size = int(cfg.generated), int(cfg.chunk_size)
 
     def fill(chunk: np.ndarray, start: int) -> None:
-        cchunk = None if ctx is None else ctx[start:start + len(chunk)]
-        obs = event_observables(kind, _decode(kind, nd.features, chunk, cchunk), names)
+        echunk = None if e_inc is None else e_inc[start:start + len(chunk)]
+        obs = event_observables(kind, _decode(kind, nd.features, chunk, echunk), names)
         hset.fill(0, row, {key: obs[_split_key(key)[0]] for key in binnings})
 
     with lock:  # one model object per worker process: draws take turns on its weights

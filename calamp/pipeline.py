@@ -32,6 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from calamp import __version__
+from calamp.analysis import format_summary, summary_rows
 from calamp.config import RunConfig
 from calamp.histograms import Binning, HistogramSet, quantile_binning, to_polar
 from calamp.io import CalampError, OutputExistsError, ShowerSet
@@ -66,10 +67,9 @@ _PURPOSES = {
     "bootstrap": 10,
     "closure": 11,
     "split": 12,
+    "coverage": 13,
 }
 _MARKER = ".calamp-results"
-_MAX_FLOORED = 0.1  # above this share of floored bins the raw amplification estimate is used
-_MAX_CORRECTION = 2.0  # ... and above this ratio of corrected to raw total
 
 
 def derive_seed(master: int, purpose: str, *indices: int) -> int:
@@ -158,7 +158,7 @@ def prepare_source(
             else None
         )
         energy = (
-            provenance.get("energy", 50.0)
+            provenance.get("energy", float(np.median(showers.incident_energy)))
             if provenance
             else float(np.median(showers.incident_energy))
         )
@@ -314,7 +314,7 @@ def _context(kind: str, train: Any) -> np.ndarray | None:
     e = np.asarray(train.incident_energy, np.float64)
     if np.ptp(e) <= 1e-6 * max(1.0, float(np.abs(e).max())):
         return None
-    return np.log(e / 50.0).astype(np.float32)[:, None]
+    return np.log(e / np.median(e)).astype(np.float32)[:, None]
 
 
 def build_model(
@@ -371,6 +371,8 @@ class NetworkDraws:
         weights: (s, P) float32 flat eval-weight vectors, one per draw.
         context: (n, context_dim) training context (resampled for generation) or None.
         info: training facts for results.json (steps, wall seconds, acceptance rate, ...).
+        incident: (n,) training incident energies in GeV (showers; resampled for generation
+            with the same indices as ``context``), None for the ring.
     """
 
     network: int
@@ -379,6 +381,7 @@ class NetworkDraws:
     weights: np.ndarray
     context: np.ndarray | None
     info: dict[str, Any]
+    incident: np.ndarray | None = None
 
 
 def _batch_fn(
@@ -495,7 +498,9 @@ def train_network(
             weights, chain_info = _run_sampler(cfg, k, model, x, c, batch, ckpt)
             info["chain"] = chain_info
     info["wall_seconds"] = time.perf_counter() - t0
-    return NetworkDraws(k, model, feats, np.asarray(weights, np.float32), c, info)
+    return NetworkDraws(
+        k, model, feats, np.asarray(weights, np.float32), c, info, _incident(source.kind, train)
+    )
 
 
 def _oracle_network(cfg: RunConfig, k: int, source: Source) -> NetworkDraws:
@@ -515,7 +520,9 @@ def _oracle_network(cfg: RunConfig, k: int, source: Source) -> NetworkDraws:
         "oracle": "draws are bootstrap resamples of the network's "
         "training set (the posterior of its empirical distribution)",
     }
-    return NetworkDraws(k, model, feats, model.draw_weights(cfg.draws), None, info)
+    return NetworkDraws(
+        k, model, feats, model.draw_weights(cfg.draws), None, info, _incident(source.kind, train)
+    )
 
 
 def _run_sampler(
@@ -590,23 +597,33 @@ def _run_sampler(
 # ------------------------------------------------------------------------------------------------
 # 4. generation into histograms
 # ------------------------------------------------------------------------------------------------
-def _decode(kind: str, feats: Any, chunk: np.ndarray, ctx: np.ndarray | None) -> Any:
+def _incident(kind: str, train: Any) -> np.ndarray | None:
+    """Training incident energies (GeV) that generation resamples (None for the ring)."""
+    return None if kind == "ring" else np.asarray(train.incident_energy, np.float32)
+
+
+def _decode(kind: str, feats: Any, chunk: np.ndarray, e_inc: np.ndarray | None) -> Any:
+    """Network features -> events: ring points, or showers at the given incident energies."""
     if kind == "ring":
         return feats.inverse(chunk)
-    e_inc = (
-        np.full(len(chunk), 50.0, np.float32)
-        if ctx is None
-        else (50.0 * np.exp(ctx[:, 0])).astype(np.float32)
-    )
+    if e_inc is None:
+        msg = "shower generation needs the incident energies of the training set"
+        raise CalampError(msg)
     images = feats.inverse(chunk, e_inc)
     return ShowerSet(images, e_inc, source="generated")
 
 
-def _gen_context(nd: NetworkDraws, n: int, seed: int) -> np.ndarray | None:
-    if nd.context is None:
-        return None
-    idx = np.random.default_rng(seed).integers(0, len(nd.context), n)
-    return nd.context[idx]
+def _gen_context(
+    nd: NetworkDraws, n: int, seed: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Model context and incident energies (GeV) of n generated events, resampled together
+    from the training set (both None for the ring)."""
+    if nd.context is None and nd.incident is None:
+        return None, None
+    size = len(nd.context) if nd.context is not None else len(nd.incident)
+    idx = np.random.default_rng(seed).integers(0, size, n)
+    ctx = None if nd.context is None else nd.context[idx]
+    return ctx, None if nd.incident is None else nd.incident[idx]
 
 
 def fill_network(
@@ -626,14 +643,16 @@ def fill_network(
     for i, w in enumerate(nd.weights):
         nd.model.set_eval_weights(w)
         seed = derive_seed(cfg.seed, "generate", nd.network, i)
-        ctx = _gen_context(nd, cfg.generated, derive_seed(cfg.seed, "context", nd.network, i))
+        ctx, e_inc = _gen_context(
+            nd, cfg.generated, derive_seed(cfg.seed, "context", nd.network, i)
+        )
         start = 0
         for chunk in nd.model.sample_chunks(
             cfg.generated, ctx, seed=seed, chunk_size=cfg.chunk_size
         ):
-            cchunk = None if ctx is None else ctx[start : start + len(chunk)]
+            echunk = None if e_inc is None else e_inc[start : start + len(chunk)]
             start += len(chunk)
-            events = _decode(kind, nd.features, chunk, cchunk)
+            events = _decode(kind, nd.features, chunk, echunk)
             obs = event_observables(kind, events, None if kind == "ring" else names)
             hset.fill(0, i, {key: obs[_split_key(key)[0]] for key in binnings})
             if kind == "showers":
@@ -676,9 +695,11 @@ def write_samples(
     for nd in networks:
         for i, w in enumerate(nd.weights):
             nd.model.set_eval_weights(w)
-            ctx = _gen_context(nd, n, derive_seed(seed, "context", nd.network, 10_000 + i))
-            x = nd.model.sample(n, ctx, seed=derive_seed(seed, "samples", nd.network, i)).numpy()
-            sets.append(_decode(kind, nd.features, x, ctx))
+            ctx, e_inc = _gen_context(
+                nd, n, derive_seed(seed, "context", nd.network, 10_000 + i)
+            )
+            x = np.asarray(nd.model.sample(n, ctx, seed=derive_seed(seed, "samples", nd.network, i)))
+            sets.append(_decode(kind, nd.features, x, e_inc))
             net_idx.append(np.full(n, nd.network, np.int32))
             draw_idx.append(np.full(n, i, np.int32))
     allsets = ShowerSet.concatenate(sets)
@@ -695,27 +716,6 @@ def write_samples(
 # ------------------------------------------------------------------------------------------------
 # 5. statistics
 # ------------------------------------------------------------------------------------------------
-def _nanmean0(a: np.ndarray) -> np.ndarray:
-    """Mean over axis 0 ignoring NaN; NaN (without a warning) where every entry is NaN."""
-    a = np.asarray(a, float)
-    ok = np.isfinite(a)
-    n = ok.sum(axis=0)
-    total = np.where(ok, a, 0.0).sum(axis=0)
-    return np.divide(total, n, out=np.full(total.shape, np.nan), where=n > 0)
-
-
-def verdict(n_prime: float, n_eq: float) -> str:
-    """Closure verdict: does the Bayesian n' agree with the JSD-equivalent n_eq (factor 2)?"""
-    if not (np.isfinite(n_prime) and np.isfinite(n_eq)) or n_eq <= 0:
-        return "undetermined"
-    r = n_prime / n_eq
-    if r > 2.0:
-        return "n' too high (over-confident)"
-    if r < 0.5:
-        return "n' too low (under-confident)"
-    return "closes"
-
-
 def analyse(
     cfg: RunConfig,
     key: str,
@@ -724,112 +724,39 @@ def analyse(
     truth: np.ndarray,
     train_fractions: np.ndarray,
     n_train: int,
+    *,
+    n_filled: np.ndarray | None = None,
+    n_truth: float | None = None,
 ) -> dict[str, Any]:
-    """All statistics of one observable binning.
+    """All statistics of one observable binning (:func:`calamp.analysis.analyse_binning`).
 
     Args:
         fractions: (K, s, B) per-draw bin fractions.
         truth: (B,) truth bin probabilities.
         train_fractions: (K, B) bin fractions of the training sets.
         n_train: training-set size n.
+        n_filled: (K, s) events per draw (default: ``cfg.generated`` each).
+        n_truth: size of the truth sample behind ``truth`` (None: exact).
     """
-    from calamp import stats
+    from calamp.analysis import analyse_binning
 
     name, nq = _split_key(key)
-    g = cfg.generated
-    amp = stats.amplification(fractions, n_generated=g)
-    amp_binomial = stats.amplification(fractions, n_generated=g, form="binomial")
-    # The noise-corrected estimate subtracts the multinomial variance of g generated events
-    # from the spread over draws. Where that noise is more than half of the spread (the
-    # corrected total more than twice the raw one) or many bins hit the floor, the difference
-    # of two similar numbers is unreliable; then the raw estimate is reported: it is biased
-    # low, a lower bound on n' (and capped near g).
-    floored = float(np.mean(np.asarray(amp.n_floored, float))) / binning.n_bins
-    noise_ratio = float(np.mean(amp.total) / max(float(np.mean(amp.total_raw)), 1e-300))
-    use_raw = floored > _MAX_FLOORED or noise_ratio > _MAX_CORRECTION
-    n_prime = np.asarray(amp.total_raw if use_raw else amp.total, float)
-    per_bin = amp.per_bin_raw if use_raw else amp.per_bin
-    used = (
-        (
-            f"raw (a lower bound): the generation noise of g = {g} events is too large a part "
-            f"of the spread (corrected/raw = {noise_ratio:.2g}, {100 * floored:.0f}% of bins "
-            "floored); raise --generated"
-        )
-        if use_raw
-        else (
-            f"noise-corrected for g = {g} generated events per draw "
-            f"(corrected/raw = {noise_ratio:.2g})"
-        )
+    k, s, _ = np.shape(fractions)
+    g = np.full((k, s), float(cfg.generated)) if n_filled is None else np.asarray(n_filled)
+    return analyse_binning(
+        name=name,
+        n_quantiles=nq,
+        shape=tuple(binning.shape),
+        edges=list(binning.edges),
+        fractions=fractions,
+        truth=truth,
+        train_fractions=train_fractions,
+        n_train=n_train,
+        n_generated=g,
+        n_truth=n_truth,
+        n_boot=cfg.bootstrap,
+        seed=derive_seed(cfg.seed, "coverage"),
     )
-    out: dict[str, Any] = {
-        "observable": name,
-        "n_quantiles": nq,
-        "n_bins": int(binning.n_bins),
-        "shape": list(binning.shape),
-        "edges": [e.tolist() for e in binning.edges],
-        "truth": truth.tolist(),
-        "amplification": {
-            "n_prime": n_prime.tolist(),
-            "n_prime_raw": np.asarray(amp.total_raw).tolist(),
-            "n_prime_corrected": np.asarray(amp.total).tolist(),
-            "n_prime_binomial": np.asarray(
-                amp_binomial.total_raw if use_raw else amp_binomial.total
-            ).tolist(),
-            "factor": (n_prime / n_train).tolist(),
-            "factor_raw": (np.asarray(amp.total_raw) / n_train).tolist(),
-            "mean_factor": float(np.mean(n_prime) / n_train),
-            "mean_factor_raw": float(np.mean(amp.total_raw) / n_train),
-            "estimate_used": used,
-            "corrected": not use_raw,
-            "correction_ratio": noise_ratio,
-            "form": amp.form,
-            "n_masked": np.asarray(amp.n_masked).tolist(),
-            "n_floored": np.asarray(amp.n_floored).tolist(),
-            "per_bin_mean": _nanmean0(per_bin).tolist(),
-        },
-    }
-    if cfg.bootstrap >= 2:
-        boot = stats.bootstrap_amplification(
-            fractions,
-            None if use_raw else g,
-            n_boot=cfg.bootstrap,
-            seed=derive_seed(cfg.seed, "bootstrap"),
-        )
-        out["amplification"]["bootstrap"] = {
-            "n_prime_std": boot.std,
-            "n_prime_low": boot.low,
-            "n_prime_high": boot.high,
-            "factor_std": boot.std / n_train,
-        }
-    grid = tuple(binning.shape) if len(binning.shape) == 2 else None
-    cov = stats.coverage(fractions, truth, grid_shape=grid)
-    out["coverage"] = cov.to_dict()
-    if cfg.bootstrap >= 2:
-        cb = stats.bootstrap_coverage(
-            fractions, truth, n_boot=cfg.bootstrap, seed=derive_seed(cfg.seed, "bootstrap")
-        )
-        out["coverage"]["band_low"] = np.asarray(cb.low).tolist()
-        out["coverage"]["band_high"] = np.asarray(cb.high).tolist()
-        out["coverage"]["mad_std"] = None if cb.mad is None else float(cb.mad.std)
-    clo = stats.closure(fractions, truth, n_train, seed=derive_seed(cfg.seed, "closure"))
-    jsd_train = np.asarray(stats.jsd(train_fractions, truth))
-    ess_train = stats.equivalent_sample_size(
-        jsd_train, truth, seed=derive_seed(cfg.seed, "closure")
-    )
-    n_prime_mean = float(np.mean(n_prime))
-    n_eq_mean = float(np.exp(np.mean(np.log(np.maximum(np.asarray(clo.n_eq), 1e-300)))))
-    out["closure"] = clo.to_dict()
-    out["closure"].update(
-        {
-            "jsd_train": jsd_train.tolist(),
-            "n_eq_train": np.asarray(ess_train.n_eq).tolist(),
-            "generated_closer_than_train": (np.asarray(clo.jsd) < jsd_train).tolist(),
-            "n_prime_mean": n_prime_mean,
-            "n_eq_geomean": n_eq_mean,
-            "verdict": verdict(n_prime_mean, n_eq_mean),
-        }
-    )
-    return out
 
 
 def run_network(
@@ -877,6 +804,7 @@ def run_network(
             "config": cfg.to_dict(),
             "info": nd.info,
             "context": None if nd.context is None else nd.context.tolist(),
+            "incident": None if nd.incident is None else nd.incident.tolist(),
         }
         store.save(k, nd.weights, meta)
     filled = fill_network(cfg, nd, source.kind, binnings)
@@ -923,7 +851,9 @@ def load_network(store_root: str | Path, k: int) -> NetworkDraws:
     else:
         feats = ShowerPreprocessor.from_dict(f)
     ctx = None if meta.get("context") is None else np.asarray(meta["context"], np.float32)
-    return NetworkDraws(k, model, feats, np.asarray(weights, np.float32), ctx, meta["info"])
+    inc = meta.get("incident")
+    inc = None if inc is None else np.asarray(inc, np.float32)
+    return NetworkDraws(k, model, feats, np.asarray(weights, np.float32), ctx, meta["info"], inc)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1099,6 +1029,7 @@ def run_job(
             "n_networks": cfg.networks,
             "n_draws": cfg.draws,
             "n_generated_per_draw": cfg.generated,
+            "n_truth": _truth_size(source),
         },
         "networks": [pn["info"] for pn in per_net],
         "binnings": {},
@@ -1108,8 +1039,19 @@ def run_job(
         counts = np.stack([pn["counts"][key] for pn in per_net]).astype(np.float64)
         n_filled = np.stack([pn["n_filled"] for pn in per_net]).astype(np.float64)
         fractions = counts / n_filled[:, :, None]
-        res = analyse(cfg, key, b, fractions, truth[key], train_fr[key], source.n_train)
+        res = analyse(
+            cfg,
+            key,
+            b,
+            fractions,
+            truth[key],
+            train_fr[key],
+            source.n_train,
+            n_filled=n_filled,
+            n_truth=_truth_size(source),
+        )
         results["binnings"][key] = res
+        arrays["n_filled"] = n_filled
         arrays[f"fractions/{key}"] = fractions
         arrays[f"truth/{key}"] = truth[key]
         arrays[f"train/{key}"] = train_fr[key]
@@ -1148,6 +1090,11 @@ def run_job(
     write_json(out / "results.json", results)
     print(format_summary(results), file=sys.stderr)
     return results
+
+
+def _truth_size(source: Source) -> float:
+    """Events in the truth sample (its quantiles define the bins; it enters as finite)."""
+    return float(len(source.truth))
 
 
 def root_records(
@@ -1203,6 +1150,8 @@ def reanalyse(out: str | Path, *, plots: bool | None = None) -> dict[str, Any]:
             arrays[f"truth/{key}"],
             arrays[f"train/{key}"],
             n_train,
+            n_filled=arrays.get("n_filled"),
+            n_truth=results["data"].get("n_truth"),
         )
     results["summary"] = summary_rows(results)
     write_root(out / "results.root", root_records(results, arrays))
@@ -1214,45 +1163,3 @@ def reanalyse(out: str | Path, *, plots: bool | None = None) -> dict[str, Any]:
         ]
     write_json(out / "results.json", results)
     return results
-
-
-def summary_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per observable binning: n', amplification, MAD, closure n_eq and verdict."""
-    rows = []
-    n = results["data"]["n_train"]
-    for key, r in results["binnings"].items():
-        rows.append(
-            {
-                "binning": key,
-                "n_bins": r["n_bins"],
-                "n_prime": r["closure"]["n_prime_mean"],
-                "amplification": r["amplification"]["mean_factor"],
-                "amplification_raw": r["amplification"]["mean_factor_raw"],
-                "mad": r["coverage"]["mad"],
-                "n_eq": r["closure"]["n_eq_geomean"],
-                "true_amplification": r["closure"]["n_eq_geomean"] / n,
-                "verdict": r["closure"]["verdict"],
-            }
-        )
-    return rows
-
-
-def format_summary(results: Mapping[str, Any]) -> str:
-    """The one-screen table printed at the end of a job."""
-    head = (
-        f"{'binning':<18}{'B':>6}{'n_prime':>11}{'A=n/n':>9}{'A_raw':>9}{'MAD':>7}"
-        f"{'n_eq':>11}{'A_true':>9}  verdict"
-    )
-    lines = [
-        f"calamp results (n = {results['data']['n_train']} training events per network)",
-        head,
-        "-" * len(head),
-    ]
-    for row in results["summary"]:
-        lines.append(
-            f"{row['binning']:<18}{row['n_bins']:>6}{row['n_prime']:>11.4g}"
-            f"{row['amplification']:>9.3g}{row['amplification_raw']:>9.3g}"
-            f"{row['mad']:>7.3f}{row['n_eq']:>11.4g}{row['true_amplification']:>9.3g}"
-            f"  {row['verdict']}"
-        )
-    return "\n".join(lines)

@@ -209,7 +209,7 @@ def plot_amplification_per_bin(
 ) -> dict:
     """Per-bin amplification n'_j/n (mean over networks) as a step histogram."""
     ax = _axes(ax)
-    art = {"amp": ax.stairs(np.asarray(per_bin) / n_train, edges, color="C2", lw=1.5)}
+    art = {"amp": ax.stairs(np.asarray(per_bin, dtype=float) / n_train, edges, color="C2", lw=1.5)}
     art["unity"] = ax.axhline(1.0, color="grey", ls="--", lw=1)
     ax.set_yscale("log")
     ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))

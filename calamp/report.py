@@ -18,6 +18,11 @@ import numpy as np
 __all__ = ["make_figures", "load_results", "main"]
 
 
+def _finite(v: float | None) -> float:
+    """A JSON number, None (inf/NaN) -> NaN, so that plots skip it."""
+    return np.nan if v is None else float(v)
+
+
 def _label(name: str) -> str:
     if name in ("ring", "r", "phi"):
         return {"ring": r"$(r, \phi)$ cell", "r": "$r$", "phi": r"$\phi$ [rad]"}[name]
@@ -151,8 +156,8 @@ def make_figures(
         xs, ys = [], []
         for q in sorted(keys):
             r = results["binnings"][keys[q]]
-            xs.append(r["closure"]["n_eq_geomean"] / n_train)
-            ys.append(r["closure"]["n_prime_mean"] / n_train)
+            xs.append(_finite(r["closure"]["n_eq_mean"]) / n_train)
+            ys.append(_finite(r["closure"]["n_prime_mean"]) / n_train)
         ax.plot(xs, ys, "o-", color=f"C{j % 10}", label=obs, ms=5)
         vals = np.asarray(xs + ys, float)
         vals = vals[np.isfinite(vals) & (vals > 0)]

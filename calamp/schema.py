@@ -5,26 +5,36 @@ Top level::
     calamp_version: str            versions: {package: version}
     config: {option: value}        seeds: {master: int, derivation: str}
     data: {kind, source, training_sets, truth, truth_is_exact, n_train, n_networks, n_draws,
-           n_generated_per_draw}
+           n_generated_per_draw, n_truth}
     networks: [ {n_train, batch_size, fit, wall_seconds, generate_seconds, ...} ]  (K entries)
     binnings: { "OBS/qN": BINNING }
-    summary: [ {binning, n_bins, n_prime, amplification, amplification_raw, mad, n_eq,
+    summary: [ {binning, n_bins, n_prime, n_prime_is_bound, amplification, amplification_paper,
+                noise_fraction, mad, mad_floor, calibration, n_eq, n_eq_is_bound,
                 true_amplification, verdict} ]
     timings: {binning_seconds, statistics_seconds, total_seconds, ...}
     figures: [relative PNG paths]   (absent with --no-plots)
 
 BINNING::
 
-    observable, n_quantiles, n_bins, shape [per axis], edges [[...] per axis], truth [B]
-    amplification: {n_prime [K], n_prime_raw [K], factor [K], factor_raw [K], mean_factor,
-                    mean_factor_raw, estimate_used, form, n_masked [K], n_floored [K],
-                    per_bin_mean [B], bootstrap?: {n_prime_std, n_prime_low, n_prime_high,
-                    factor_std}}
-    coverage: {levels [L], empirical [L], mad, per_network [K][L], mad_axis, profile,
-               grid_shape, band_low? [L], band_high? [L], mad_std?}
-    closure: {jsd [K], n_eq [K], amplification [K], below_grid [K], above_grid [K], n_train,
-              jsd_train [K], n_eq_train [K], generated_closer_than_train [K], n_prime_mean,
-              n_eq_geomean, verdict}
+    observable, n_quantiles, n_bins, n_networks, shape [per axis], edges [[...] per axis],
+    truth [B], n_truth
+    amplification: {n_prime [K], n_prime_low [K], n_prime_high [K], is_bound [K],
+                    precision [K], precision_err [K], factor [K],
+                    combined: {n_prime, n_prime_low, n_prime_high, is_bound, precision,
+                               precision_err, precision_spread},
+                    mean_factor, mean_factor_low, mean_factor_high, n_prime_paper [K],
+                    mean_factor_paper, noise_fraction [K], n_generated_per_draw, form,
+                    estimate_used, per_bin_mean [B]}
+    coverage: {levels [L], empirical [L], mad, mad_floor: {mean, q95, limit}, state,
+               noise_dominated, per_network [K][L], mad_axis, profile, grid_shape,
+               band_low? [L], band_high? [L], mad_std?}
+    closure: {jsd [K], n_eq [K], n_eq_low [K], n_eq_high [K], is_bound [K], amplification [K],
+              precision [K], precision_err [K], combined: {jsd, n_eq, ..., verdict}, n_train,
+              n_truth, jsd_train [K], n_eq_train [K], generated_closer_than_train [K],
+              n_prime_mean, n_prime_is_bound, n_eq_mean, n_eq_is_bound, ratio, z, verdict}
+
+The statistics are defined in :mod:`calamp.stats` (n' = combined n_prime is the unbiased
+binomial estimate; lower bounds are flagged by ``is_bound``).
 
 Non-finite numbers are written as ``null``.
 """
@@ -57,6 +67,7 @@ _DATA = (
     "n_networks",
     "n_draws",
     "n_generated_per_draw",
+    "n_truth",
 )
 _BINNING = {
     "observable": str,
@@ -71,16 +82,20 @@ _BINNING = {
 }
 _AMP = (
     "n_prime",
-    "n_prime_raw",
+    "n_prime_low",
+    "n_prime_high",
+    "is_bound",
     "factor",
-    "factor_raw",
+    "combined",
     "mean_factor",
-    "mean_factor_raw",
+    "n_prime_paper",
+    "mean_factor_paper",
+    "noise_fraction",
     "estimate_used",
     "form",
     "per_bin_mean",
 )
-_COV = ("levels", "empirical", "mad", "per_network")
+_COV = ("levels", "empirical", "mad", "mad_floor", "state", "noise_dominated", "per_network")
 _CLO = (
     "jsd",
     "n_eq",
@@ -88,16 +103,21 @@ _CLO = (
     "jsd_train",
     "n_eq_train",
     "n_prime_mean",
-    "n_eq_geomean",
+    "n_eq_mean",
+    "n_eq_is_bound",
     "verdict",
 )
 _ROW = (
     "binning",
     "n_bins",
     "n_prime",
+    "n_prime_is_bound",
     "amplification",
-    "amplification_raw",
+    "amplification_paper",
+    "noise_fraction",
     "mad",
+    "mad_floor",
+    "calibration",
     "n_eq",
     "true_amplification",
     "verdict",
