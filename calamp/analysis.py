@@ -161,6 +161,8 @@ def summary_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "n_prime": amp["combined"]["n_prime"],
                 "n_prime_is_bound": amp["combined"]["is_bound"],
                 "amplification": amp["mean_factor"],
+                "amplification_low": amp["mean_factor_low"],
+                "amplification_high": amp["mean_factor_high"],
                 "amplification_paper": amp["mean_factor_paper"],
                 "noise_fraction": float(np.nanmean(np.asarray(amp["noise_fraction"], float))),
                 "mad": cov["mad"],
@@ -181,15 +183,21 @@ def _num(v: float | None, bound: bool, fmt: str) -> str:
     return (">=" if bound else "") + format(v, fmt)
 
 
+def _interval(row: Mapping[str, Any]) -> str:
+    lo, hi = row["amplification_low"], row["amplification_high"]
+    return f"[{lo:.3g}, {'inf' if hi is None else format(hi, '.3g')}]"
+
+
 def format_summary(results: Mapping[str, Any]) -> str:
     """The one-screen table printed at the end of a job (>= marks a lower bound)."""
     head = (
-        f"{'binning':<18}{'B':>6}{'n_prime':>12}{'A=n/n':>11}{'A_paper':>9}{'noise':>6}"
+        f"{'binning':<18}{'B':>6}{'n_prime':>12}{'A=n/n':>11}{'A 68% CL':>17}{'A_paper':>9}"
+        f"{'noise':>6}"
         f"{'MAD':>7}{'floor':>7}{'n_eq':>12}{'A_true':>11}  verdict"
     )
     lines = [
         f"calamp results (n = {results['data']['n_train']} training events per network; "
-        "A = unbiased n'/n, A_paper = arXiv:2408.00838's Σ mean²/std²; noise = share of the "
+        "A = unbiased n'/n with its 68 % interval, A_paper = arXiv:2408.00838's Σ mean²/std²; noise = share of the "
         "draw spread that is generation noise; floor = MAD of a calibrated posterior)",
         head,
         "-" * len(head),
@@ -200,7 +208,8 @@ def format_summary(results: Mapping[str, Any]) -> str:
         a_true = None if row["n_eq"] is None else row["n_eq"] / n
         lines.append(
             f"{row['binning']:<18}{row['n_bins']:>6}{_num(row['n_prime'], b1, '.4g'):>12}"
-            f"{_num(row['amplification'], b1, '.3g'):>11}{row['amplification_paper']:>9.3g}"
+            f"{_num(row['amplification'], b1, '.3g'):>11}{_interval(row):>17}"
+            f"{row['amplification_paper']:>9.3g}"
             f"{100 * row['noise_fraction']:>5.0f}%{row['mad']:>7.3f}{row['mad_floor']:>7.3f}"
             f"{_num(row['n_eq'], b2, '.4g'):>12}{_num(a_true, b2, '.3g'):>11}  {row['verdict']}"
         )

@@ -8,7 +8,8 @@ Top level::
            n_generated_per_draw, n_truth}
     networks: [ {n_train, batch_size, fit, wall_seconds, generate_seconds, ...} ]  (K entries)
     binnings: { "OBS/qN": BINNING }
-    summary: [ {binning, n_bins, n_prime, n_prime_is_bound, amplification, amplification_paper,
+    summary: [ {binning, n_bins, n_prime, n_prime_is_bound, amplification, amplification_low,
+                amplification_high, amplification_paper,
                 noise_fraction, mad, mad_floor, calibration, n_eq, n_eq_is_bound,
                 true_amplification, verdict} ]
     timings: {binning_seconds, statistics_seconds, total_seconds, ...}

@@ -125,18 +125,23 @@ md(r"""
 ## 4. Amplification and coverage
 
 `stats.amplification` matches the spread over draws to the multinomial spread of a truth sample
-of size $n'$; with `n_generated` it subtracts the noise of the finite generated sample.
+of size $n'$ (unbiased: binomial variance, the generation noise of `n_generated` events per draw
+subtracted exactly, jackknife errors; `n_prime_paper` is the paper's $\sum_j$ mean²/std²).
 `stats.coverage` asks how often the truth lies inside the central credible interval of the
-draws; with one network and 10 bins the curve is coarse — the main job uses K = 5 networks.
+draws (the same noise accounted for); with one network and 10 bins the curve is coarse — the
+main job uses K = 5 networks — and `mad_floor` says what a calibrated posterior would give.
 """)
 code(r"""
-amp = stats.amplification(per_draw, n_generated=SMALL["generated"])
-cov = stats.coverage(per_draw[None], truth_p)
-clo = stats.closure(per_draw, truth_p, n_train=len(energy))
-print(f"n' raw = {amp.total_raw:.0f}, noise-corrected = {amp.total:.0f} "
-      f"(n = {len(energy)} training showers: amplification {amp.total / len(energy):.2f})")
-print(f"JSD closure: n_eq = {clo.n_eq:.0f} (true amplification {clo.amplification:.2f}); "
-      f"MAD = {cov.mad:.3f}")
+amp = stats.amplification(per_draw, n_generated=SMALL["generated"], truth=truth_p)
+cov = stats.coverage(per_draw[None], truth_p, n_generated=SMALL["generated"])
+clo = stats.closure(per_draw, truth_p, n_train=len(energy), amplification=amp)
+bound = ">= " if amp.is_bound else ""
+print(f"n' = {bound}{amp.n_prime:.0f} (68% CL {amp.n_prime_low:.0f} .. {amp.n_prime_high:.0f}; "
+      f"paper's form {amp.n_prime_paper:.0f}); n = {len(energy)} training showers: "
+      f"amplification {amp.n_prime / len(energy):.2f}")
+print(f"JSD closure: n_eq = {clo.n_eq:.0f} (true amplification {clo.amplification:.2f}), "
+      f"verdict: {clo.combined['verdict']}; MAD = {cov.mad:.3f} "
+      f"(calibrated floor {cov.mad_floor['mean']:.3f}: {cov.state})")
 print("JSD(generated mean, truth) = %.2e, JSD(training data, truth) = %.2e"
       % (clo.jsd, stats.jsd(train_p, truth_p)))
 """)

@@ -22,5 +22,5 @@ def test_calomplify_notebook_executes(tmp_path, monkeypatch):
     outputs = "".join(
         o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
     )
-    assert "n' raw" in outputs and "JSD closure" in outputs
+    assert "n' = " in outputs and "JSD closure" in outputs and "verdict" in outputs
     assert (tmp_path / "calomplify_notebook.root").is_file()

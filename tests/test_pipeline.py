@@ -313,3 +313,25 @@ def test_constant_incident_energy_other_than_50_gev(tmp_path, energy, method):
     # spread of a mean total over 1000 showers is ~0.1 %; 5 % is far below the 25 % of the bug
     # and above what 150 training steps leave of the mismodelling of E_total/E_inc
     assert abs(generated.mean() / truth - 1) < 0.05, (generated.mean(), truth)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["quick", "default"])
+def test_oracle_on_a_foreign_file_gives_unit_amplification(tmp_path, preset):
+    # a file without provenance: held-out truth (finite), K disjoint training sets
+    path = tmp_path / "foreign.root"
+    write_showers(path, photon_showers(6_000, seed=11))
+    cfg = make_config(dict(preset=preset, method="oracle", plots=False, progress=False))
+    res = pipeline.run_job(cfg, path, out=tmp_path / "res")
+    n = res["data"]["n_train"]
+    for key, b in res["binnings"].items():
+        c = b["amplification"]["combined"]
+        # the unbiased precision 1/n' within 4 of its jackknife errors of 1/n
+        assert abs(c["precision"] * n - 1) < 4 * c["precision_err"] * n, (key, c)
+        if preset == "quick":
+            f = b["coverage"]["mad_floor"]  # 99.9 % quantile plus the pool's own error
+            assert b["coverage"]["mad"] < f["q999"] + f["limit"] - f["q99"], (key, f)
+        # Open (issue #11): at the default preset on this file (n = 600 per network, a
+        # held-out truth of 3,000) the shape observables' oracle coverage lies 0.06-0.15 below
+        # the diagonal for two seeds, beyond the simulated floor; e_total/e_max are at it.
+        assert b["closure"]["verdict"] in ("closes", "inconclusive"), (key, b["closure"])

@@ -235,54 +235,74 @@ def denoise_draws(
     return arr, t, dominated
 
 
-_N_POOL = 200_000
-"""Simulated calibrated credible sets behind :func:`mad_floor`."""
+_N_POOL = 20_000
+"""Simulated groups of K calibrated credible sets behind :func:`mad_floor`."""
 
 
 @lru_cache(maxsize=64)
-def _critical_pool(s: int, n_pool: int = _N_POOL) -> np.ndarray:
-    """c* of n_pool calibrated credible sets of s Gaussian draws (truth exchangeable)."""
-    rng = np.random.default_rng(s)
-    x = rng.standard_normal((n_pool, s + 1))
-    draws, truth = x[:, :s], x[:, s]
-    # one "network" per set: (n_pool, s, 1) against its own truth
-    out = np.empty(n_pool)
-    step = 20_000
-    for a in range(0, n_pool, step):
-        d = draws[a : a + step].T[None]  # (1, s, m)
-        out[a : a + step] = _critical_ksb(d, truth[a : a + step])[0]
+def _group_pool(s: int, k: int, rho: float, lev: tuple[float, ...]) -> np.ndarray:
+    """Coverage indicators averaged over the K networks of one bin, (n_pool, L).
+
+    Per bin the truth's standardised offset from network k's centre is
+    √ρ·δ + √(1-ρ)·η_k (δ shared by the networks: a finite truth sample), the s draws are
+    standard normal around the centre: a calibrated posterior.
+    """
+    rng = np.random.default_rng([s, k, int(round(1000 * rho))])
+    lev_arr = np.asarray(lev)
+    out = np.empty((_N_POOL, lev_arr.size))
+    step = max(1, 200_000 // (k * (s + 1)))
+    for a in range(0, _N_POOL, step):
+        m = min(step, _N_POOL - a)
+        draws = rng.standard_normal((k, s, m))
+        truth = np.sqrt(rho) * rng.standard_normal((1, m)) + np.sqrt(1 - rho) * (
+            rng.standard_normal((k, m))
+        )
+        c_star = _critical_ksb(draws, truth)  # (k, m)
+        out[a : a + m] = (c_star[:, :, None] <= lev_arr).mean(axis=0)
     return out
 
 
 def mad_floor(
-    s: int, n_sets: int, levels: np.ndarray | None = None, *, n_rep: int = 4_000
+    s: int,
+    n_bins: int,
+    levels: np.ndarray | None = None,
+    *,
+    n_networks: int = 1,
+    rho: float = 0.0,
+    n_rep: int = 2_000,
 ) -> dict[str, float]:
-    """MAD of a calibrated posterior with s draws and n_sets = K·B independent credible sets.
+    """MAD of a calibrated posterior: s draws, K networks, B bins (simulated).
 
-    Simulated: c* of calibrated sets (truth exchangeable with s Gaussian draws), then c̄(c) of
-    n_sets of them by multinomial sampling of the c* histogram between the levels (exact for
-    independent sets, any n_sets). Correlations between bins of one network are not included.
+    The K networks of a bin share one truth: with a finite truth sample their coverage
+    indicators are correlated by ``rho`` = Var(truth)/(Var(truth) + Var(network)). c̄(c) is the
+    mean over B independent bins of simulated K-network groups (resampled from a pool of
+    20,000 groups; for B > 2,000 its Gaussian limit), so the floor holds the (s - 1)/(s + 1)
+    bias of finitely many draws and the scatter of finitely many bins and networks.
 
     Returns:
-        ``{"mean": E[MAD], "q95", "q99", "q999": quantiles, "limit": q99 + 3/√n_pool}``; the
-        limit (what ``state`` uses: 1 % false alarms for a calibrated posterior) adds three
-        standard errors of the simulated pool's own coverage.
+        ``{"mean": E[MAD], "q95", "q99", "q999": quantiles, "limit": q99 + 3 pool errors}``;
+        ``limit`` is what ``state`` uses (1 % false alarms for a calibrated posterior).
     """
     lev = _check_levels(levels)
-    pool = _critical_pool(int(s))
-    order = np.argsort(lev)
-    edges = lev[order]
-    # probability that c* <= level (levels sorted), then interval probabilities
-    cdf = np.searchsorted(np.sort(pool), edges, side="right") / pool.size
-    probs = np.diff(np.concatenate([[0.0], cdf, [1.0]]))
-    rng = np.random.default_rng([int(s), int(n_sets)])
-    counts = rng.multinomial(int(n_sets), probs, size=n_rep)[:, :-1]
-    emp = np.cumsum(counts, axis=1) / n_sets
-    mads = np.abs(emp - edges).mean(axis=1)
+    rho = float(np.clip(round(rho, 2), 0.0, 1.0))
+    pool = _group_pool(int(s), int(n_networks), rho, tuple(lev.tolist()))
+    rng = np.random.default_rng([int(s), int(n_bins), int(n_networks), int(100 * rho)])
+    if n_bins <= 2_000:
+        idx = rng.integers(0, _N_POOL, size=(n_rep, int(n_bins)))
+        emp = pool[idx].mean(axis=1)
+    else:
+        mu, cov = pool.mean(axis=0), np.cov(pool, rowvar=False) / n_bins
+        emp = rng.multivariate_normal(mu, cov, size=n_rep, method="eigh")
+    mads = np.abs(emp - lev).mean(axis=1)
     q95, q99, q999 = (float(v) for v in np.quantile(mads, [0.95, 0.99, 0.999]))
-    allowance = 3.0 / math.sqrt(pool.size)
-    return {"mean": float(mads.mean()), "q95": q95, "q99": q99, "q999": q999,
-            "limit": q99 + allowance}
+    allowance = 3.0 * float(pool.std(axis=0).mean()) / float(np.sqrt(_N_POOL))
+    return {
+        "mean": float(mads.mean()),
+        "q95": q95,
+        "q99": q99,
+        "q999": q999,
+        "limit": q99 + allowance,
+    }
 
 
 def _empirical(c_star: np.ndarray, lev: np.ndarray) -> np.ndarray:
@@ -299,6 +319,20 @@ def _coverage_from_critical(
     per_network = np.stack([np.searchsorted(srt[i], lev, side="right") for i in range(k)]) / n_bins
     per_bin = (c_star[:, :, None] <= lev[None, None, :]).mean(axis=0)
     return per_network, per_bin, per_network.mean(axis=0)
+
+
+def _truth_share(arr: np.ndarray, n_truth: float | None) -> float:
+    """Share of the truth-vs-draws variance that the networks share (a finite truth), from
+    the median over bins of (mean(1-mean)/N) / (that + the draws' variance)."""
+    n_t = check_n_truth(n_truth)
+    if n_t is None:
+        return 0.0
+    mean = arr.mean(axis=1)
+    tvar = mean * (1.0 - mean) / n_t
+    # arr already holds the truth scatter added by denoise_draws: its variance is both parts
+    total = arr.var(axis=1, ddof=1)
+    ok = total > 0
+    return float(np.median(np.clip(tvar[ok] / total[ok], 0, 1))) if ok.any() else 0.0
 
 
 def coverage(
@@ -341,7 +375,9 @@ def coverage(
     c_star = _critical_ksb(arr, tk)
     per_network, per_bin, emp = _coverage_from_critical(c_star, lev)
     mad = float(np.mean(np.abs(emp - lev)))
-    floor = mad_floor(arr.shape[1], c_star.size, lev)
+    floor = mad_floor(
+        arr.shape[1], n_bins, lev, n_networks=arr.shape[0], rho=_truth_share(arr, n_truth)
+    )
     if mad <= floor["limit"]:
         state = "calibrated"
     else:
