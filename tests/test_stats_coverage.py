@@ -109,3 +109,32 @@ def test_bootstrap_coverage() -> None:
     # resampling draws with duplicates narrows the intervals: replicas cover less on average
     assert boot.replicas.mean() < boot.estimate.mean()
     json.dumps(boot.to_dict())
+
+
+def test_mad_floor_matches_oracles_that_share_a_finite_truth() -> None:
+    # bootstrap oracles of K = 5 training sets of n = 600 against one held-out truth of
+    # N = 3000 (rho = (1/N)/(1/n + 1/N) = 1/6), 10 quantile bins of the truth, s = 30 draws:
+    # the simulated floor must describe the MAD of 120 such experiments (mean within 4 SE)
+    rng = np.random.default_rng(41)
+    n, n_t, k, s, b = 600, 3000, 5, 30, 10
+    mads = []
+    for _ in range(120):
+        x = rng.standard_normal(n_t + k * n)
+        truth, rest = x[:n_t], x[n_t:]
+        edges = np.quantile(truth, np.linspace(0, 1, b + 1))
+        edges[0], edges[-1] = -np.inf, np.inf
+        t = np.histogram(truth, edges)[0] / n_t
+        v = np.array(
+            [
+                [np.histogram(tr[rng.integers(0, n, n)], edges)[0] / n for _ in range(s)]
+                for tr in rest.reshape(k, n)
+            ]
+        )
+        mads.append(coverage(v, t, n_truth=n_t).mad)
+    mads = np.asarray(mads)
+    floor = mad_floor(s, b, n_networks=k, rho=1 / 6)
+    assert abs(mads.mean() - floor["mean"]) < 4 * mads.std() / np.sqrt(mads.size), (
+        mads.mean(),
+        floor,
+    )
+    assert np.mean(mads > floor["q95"]) < 0.05 + 4 * np.sqrt(0.05 * 0.95 / mads.size)
