@@ -17,9 +17,16 @@ from calamp import stats
 __all__ = ["analyse_binning", "format_summary", "summary_rows"]
 
 
+def _mean_finite(values: Any) -> float:
+    """Mean of the finite entries (None/NaN skipped); NaN when there are none."""
+    v = np.asarray(values, float).ravel()
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
 def _describe(amp: stats.AmplificationResult) -> str:
     c = amp.combined
-    noise = float(np.nanmean(np.asarray(amp.noise_fraction, float)))
+    noise = _mean_finite(amp.noise_fraction)
     g = amp.n_generated
     base = (
         "binomial, unbiased: bin precisions averaged, then inverted; "
@@ -164,7 +171,7 @@ def summary_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "amplification_low": amp["mean_factor_low"],
                 "amplification_high": amp["mean_factor_high"],
                 "amplification_paper": amp["mean_factor_paper"],
-                "noise_fraction": float(np.nanmean(np.asarray(amp["noise_fraction"], float))),
+                "noise_fraction": _mean_finite(amp["noise_fraction"]),
                 "mad": cov["mad"],
                 "mad_floor": cov["mad_floor"]["mean"],
                 "calibration": cov["state"],
@@ -172,6 +179,7 @@ def summary_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "n_eq_is_bound": clo["n_eq_is_bound"],
                 "true_amplification": None if n_eq is None else n_eq / n,
                 "verdict": clo["verdict"],
+                "chain_warning": (r.get("chain") or {}).get("warning"),
             }
         )
     return rows
@@ -183,9 +191,14 @@ def _num(v: float | None, bound: bool, fmt: str) -> str:
     return (">=" if bound else "") + format(v, fmt)
 
 
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None or not np.isfinite(v) else f"{100 * v:.0f}%"
+
+
 def _interval(row: Mapping[str, Any]) -> str:
-    lo, hi = row["amplification_low"], row["amplification_high"]
-    return f"[{lo:.3g}, {'inf' if hi is None else format(hi, '.3g')}]"
+    lo, hi = (("inf" if v is None else format(v, ".3g")) for v in
+              (row["amplification_low"], row["amplification_high"]))
+    return f"[{lo}, {hi}]"
 
 
 def format_summary(results: Mapping[str, Any]) -> str:
@@ -210,7 +223,27 @@ def format_summary(results: Mapping[str, Any]) -> str:
             f"{row['binning']:<18}{row['n_bins']:>6}{_num(row['n_prime'], b1, '.4g'):>12}"
             f"{_num(row['amplification'], b1, '.3g'):>11}{_interval(row):>17}"
             f"{row['amplification_paper']:>9.3g}"
-            f"{100 * row['noise_fraction']:>5.0f}%{row['mad']:>7.3f}{row['mad_floor']:>7.3f}"
+            f"{_pct(row['noise_fraction']):>6}{row['mad']:>7.3f}{row['mad_floor']:>7.3f}"
             f"{_num(row['n_eq'], b2, '.4g'):>12}{_num(a_true, b2, '.3g'):>11}  {row['verdict']}"
+            + (" [correlated draws*]" if row.get("chain_warning") else "")
+        )
+    flagged = [row for row in results["summary"] if row.get("chain_warning")]
+    if flagged:
+        lines.append(
+            f"* {len(flagged)} binning(s): {flagged[0]['chain_warning']} — the draws of the "
+            "chain are not independent, so their spread is too small: raise --burn-in, "
+            "--max-thin or --mcmc-thin"
+        )
+    nets = results.get("networks") or []
+    chains = [net.get("chain") for net in nets if isinstance(net, dict) and net.get("chain")]
+    if chains:
+        ess = [c.get("ess_theta_min") for c in chains]
+        ess_txt = ", ".join("n/a" if e is None else f"{e:.3g}" for e in ess)
+        lines.append(
+            f"SG-MCMC: burn-in {chains[0]['burn_in']}, thin {chains[0]['thin']}"
+            f"{' (measured)' if chains[0].get('thin_measured') else ''}, acceptance "
+            + ", ".join(f"{c['acceptance_rate']:.2f}" for c in chains)
+            + f"; ESS of θ projections per network: {ess_txt} of "
+            f"{results['data']['n_draws']} draws"
         )
     return "\n".join(lines)

@@ -59,9 +59,16 @@ class RunConfig:
         draws: s posterior draws per network.
         generated: g generated events per draw.
         train_steps, batch_size, learning_rate: (pre-)training schedule (Adam).
-        mcmc_steps: sampler steps after pre-training; the s draws are taken evenly from the last
-            ``mcmc_steps - burn_in`` steps (``0`` means ``4 * draws`` thinning 4).
-        burn_in: sampler steps discarded before the first draw.
+        mcmc_steps: sampler steps after pre-training including burn-in; the s draws are taken
+            evenly from the last ``mcmc_steps - burn_in`` steps. ``0`` (default): burn-in, then
+            ``draws · thin`` steps with ``thin = mcmc_thin``, or, if that is 0, twice the
+            integrated autocorrelation time measured on the second half of the burn-in
+            (random projections of θ; at most ``max_thin``).
+        burn_in: sampler steps discarded before the first draw (Adam moments of AdamMCMC adapt
+            during burn-in and are frozen after it, so the chain is exact). Pre-training does
+            not replace it: its loss lacks the prior term of the sampler's energy.
+        mcmc_thin: sampler steps between kept draws (0: measured, see ``mcmc_steps``).
+        max_thin: upper bound of the measured thinning (bounds the chain's cost).
         n_quantiles: numbers of quantile bins per axis (1D observables; the ring's (r, φ) grid
             uses n×n cells).
         truth_events: size of the truth sample that defines the binning and the truth fractions.
@@ -90,7 +97,9 @@ class RunConfig:
     batch_size: int = 256
     learning_rate: float = 1e-3
     mcmc_steps: int = 0
-    burn_in: int = 0
+    burn_in: int = 1_000
+    mcmc_thin: int = 0
+    max_thin: int = 100
     hidden: int = 64
     layers: int = 4
     ode_solver: str = "dopri"
@@ -124,13 +133,17 @@ class RunConfig:
 
     @property
     def thin(self) -> int:
-        """Sampler steps between kept draws."""
-        return max(1, (self.effective_mcmc_steps - self.burn_in) // self.draws)
+        """Sampler steps between kept draws; 0: measured from the burn-in (``mcmc_steps``)."""
+        if self.mcmc_steps > 0:
+            return max(1, (self.mcmc_steps - self.burn_in) // self.draws)
+        return self.mcmc_thin
 
     @property
     def effective_mcmc_steps(self) -> int:
-        """Sampler steps including burn-in (``mcmc_steps`` or the default ``burn_in + 4·draws``)."""
-        return self.mcmc_steps if self.mcmc_steps > 0 else self.burn_in + 4 * self.draws
+        """Sampler steps including burn-in (an upper bound when the thinning is measured)."""
+        if self.mcmc_steps > 0:
+            return self.mcmc_steps
+        return self.burn_in + self.draws * (self.mcmc_thin or self.max_thin)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -146,6 +159,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         hidden=32,
         layers=3,
         bootstrap=50,
+        # a short chain: its ESS is stated in the summary, and a warning says when it is low
+        burn_in=200,
+        max_thin=20,
     ),
     # The README's main job: about 10-15 minutes on 2 cores on data/shower.root.
     "default": {},
@@ -250,11 +266,19 @@ def validate(cfg: RunConfig) -> None:
         _check(float(getattr(cfg, name)) > 0, name, f"must be positive, got {getattr(cfg, name)}")
     _check(cfg.friction >= 0, "friction", "must be >= 0")
     _check(0 < cfg.holdout_fraction < 1, "holdout_fraction", "must be in (0, 1)")
-    _check(cfg.mcmc_steps >= 0 and cfg.burn_in >= 0, "mcmc_steps", "must be >= 0")
+    _check(cfg.mcmc_steps >= 0, "mcmc_steps", "must be >= 0")
+    _check(cfg.burn_in >= 0, "burn_in", "must be >= 0")
+    _check(cfg.mcmc_thin >= 0, "mcmc_thin", "must be >= 0")
+    _check(cfg.max_thin >= 1, "max_thin", "must be >= 1")
     _check(
         cfg.effective_mcmc_steps - cfg.burn_in >= cfg.draws,
         "mcmc_steps",
         f"needs at least burn_in + draws = {cfg.burn_in + cfg.draws} steps",
+    )
+    _check(
+        cfg.thin > 0 or cfg.burn_in >= 20,
+        "burn_in",
+        f"must be >= 20 to measure the thinning (got {cfg.burn_in}); or set --mcmc-thin",
     )
     _check(
         len(cfg.n_quantiles) >= 1 and all(n >= 2 for n in cfg.n_quantiles),

@@ -534,20 +534,29 @@ def _run_sampler(
     batch: int,
     ckpt: Path | None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    from calamp.bayes.samplers import SGHMC, SGLD, AdamMCMC, run_chain
+    """Burn-in, thinning (measured unless given) and s kept states of one SG-MCMC chain.
+
+    The target is the tempered posterior π(θ) ∝ exp(−λ U(θ)) with λ = ``inverse_temperature``
+    and U(θ) = N · (mean per-event loss of the batch) + |θ|²/(2 prior_scale²): the data term is
+    −log p for likelihood models (the generator's adversarial loss for the GAN), the second the
+    Gaussian prior N(0, prior_scale²) on every weight. λ = 1 is the Bayesian posterior; λ > 1
+    narrows it as 1/√λ.
+    """
+    from calamp._tf import tf
+    from calamp.bayes.chain import draw_posterior
+    from calamp.bayes.samplers import SGHMC, SGLD, AdamMCMC
 
     n = len(x)
     adversarial = getattr(model, "adversarial_energy", None)
+    variables = list(model.trainable_variables)
+    inv_prior_var = 1.0 / cfg.prior_scale**2
 
     def energy(*b):
-        """U(θ) = N · (mean per-event loss of the batch): −log p for likelihood models, the
-        generator's adversarial loss for the GAN (a Bayesian-GAN-style posterior)."""
         xb, cb, sd = (b[0], None, b[1]) if len(b) == 2 else b
-        if adversarial is not None:
-            return adversarial(xb, cb, seed=sd) * n
-        return model.nll(xb, cb) * n
+        data = adversarial(xb, cb, seed=sd) * n if adversarial is not None else model.nll(xb, cb) * n
+        prior = 0.5 * inv_prior_var * tf.add_n([tf.reduce_sum(tf.square(v)) for v in variables])
+        return data + tf.cast(prior, data.dtype)
 
-    variables = list(model.trainable_variables)
     seed = derive_seed(cfg.seed, "sampler", k)
     common = dict(inverse_temperature=cfg.inverse_temperature, seed=seed)
     if cfg.method == "adammcmc":
@@ -558,39 +567,36 @@ def _run_sampler(
             energy,
             lr=cfg.sampler_lr,
             sigma=cfg.sigma,
-            adapt_steps=cfg.burn_in or None,
+            adapt_steps=cfg.burn_in,
             **common,
         )
     elif cfg.method == "sgld":
         sampler = SGLD(variables, energy, lr=cfg.sampler_lr, **common)
     else:
         sampler = SGHMC(variables, energy, lr=cfg.sampler_lr, friction=cfg.friction, **common)
-    steps = cfg.effective_mcmc_steps
     t0 = time.perf_counter()
-    res = run_chain(
+    post = draw_posterior(
         sampler,
         _batch_fn(x, c, batch, seed),
-        n_steps=steps,
+        draws=cfg.draws,
         burn_in=cfg.burn_in,
         thin=cfg.thin,
+        max_thin=cfg.max_thin,
+        total_steps=cfg.mcmc_steps,
+        seed=seed,
         progress=cfg.progress,
         checkpoint_dir=None if ckpt is None else ckpt / "chain",
-        checkpoint_every=max(50, steps // 10),
     )
-    samples = res.samples[-cfg.draws :]
-    info = {
-        "steps": steps,
-        "burn_in": cfg.burn_in,
-        "thin": cfg.thin,
-        "acceptance_rate": res.acceptance_rate,
-        "n_nonfinite": res.n_nonfinite,
-        "wall_seconds": time.perf_counter() - t0,
-    }
-    if res.n_nonfinite:
+    info = {**post.info, "wall_seconds": time.perf_counter() - t0}
+    samples = post.samples
+    if info["n_nonfinite"]:
         print(
-            f"calamp: network {k}: {res.n_nonfinite} sampler steps met NaN/inf and were rejected",
+            f"calamp: network {k}: {info['n_nonfinite']} sampler steps met NaN/inf and were "
+            "rejected",
             file=sys.stderr,
         )
+    if info["warning"]:
+        print(f"calamp: network {k}: {info['warning']}", file=sys.stderr)
     return samples, info
 
 
@@ -743,7 +749,7 @@ def analyse(
     name, nq = _split_key(key)
     k, s, _ = np.shape(fractions)
     g = np.full((k, s), float(cfg.generated)) if n_filled is None else np.asarray(n_filled)
-    return analyse_binning(
+    res = analyse_binning(
         name=name,
         n_quantiles=nq,
         shape=tuple(binning.shape),
@@ -757,6 +763,36 @@ def analyse(
         n_boot=cfg.bootstrap,
         seed=derive_seed(cfg.seed, "coverage"),
     )
+    if cfg.method in _CHAIN_METHODS and s >= 4:
+        res["chain"] = chain_diagnostics(np.asarray(fractions))
+    return res
+
+
+_CHAIN_METHODS = ("adammcmc", "sgld", "sghmc")
+
+
+def chain_diagnostics(fractions: np.ndarray) -> dict[str, Any]:
+    """ESS and split-R̂ of the per-bin histogram values along each network's chain.
+
+    Args:
+        fractions: (K, s, B) bin fractions, draws in chain order.
+
+    Returns:
+        ``{"ess_min": [K], "ess_median": [K], "rhat_max": [K], "warning": str | None}``
+        (minimum/median over bins; the warning names the worst network).
+    """
+    from calamp.bayes.diagnostics import chain_summary, warning_for
+
+    k, s, _ = fractions.shape
+    rows = [chain_summary(fractions[i]) for i in range(k)]
+    warnings = [warning_for(r, s) for r in rows]
+    worst = next((f"network {i}: {w}" for i, w in enumerate(warnings) if w), None)
+    return {
+        "ess_min": [r["ess_min"] for r in rows],
+        "ess_median": [r["ess_median"] for r in rows],
+        "rhat_max": [r["rhat_max"] for r in rows],
+        "warning": worst,
+    }
 
 
 def run_network(

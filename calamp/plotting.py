@@ -187,7 +187,8 @@ def plot_amplification_vs_bins(
     ax=None,
     marker="o",
 ) -> dict:
-    """Amplification n'/n against the number of bins (log-log), min-max band over networks."""
+    """Amplification n'/n against the number of bins (log-log) with a band (lo, hi), e.g. the
+    68 % interval of the combined estimate."""
     ax = _axes(ax)
     n_bins = np.asarray(n_bins)
     (line,) = ax.plot(n_bins, amp, marker=marker, label=label)

@@ -110,12 +110,16 @@ def make_figures(
     for obs, keys in by_obs.items():
         nq = sorted(keys)
         nb = [results["binnings"][keys[q]]["n_bins"] for q in nq]
-        f = [np.asarray(results["binnings"][keys[q]]["amplification"]["factor"], float) for q in nq]
+        amps = [results["binnings"][keys[q]]["amplification"] for q in nq]
+        # combined estimate over networks and its 68 % interval (an open upper end is drawn
+        # at the estimate; lower bounds are drawn as their value)
+        mid = [_finite(a["mean_factor"]) for a in amps]
         plotting.plot_amplification_vs_bins(
             nb,
-            [np.nanmean(v) for v in f],
-            lo=[np.nanmin(v) for v in f],
-            hi=[np.nanmax(v) for v in f],
+            mid,
+            lo=[_finite(a["mean_factor_low"]) for a in amps],
+            hi=[_finite(a["mean_factor_high"]) if a["mean_factor_high"] is not None else m
+                for a, m in zip(amps, mid, strict=True)],
             label=obs,
             ax=ax,
         )

@@ -512,6 +512,8 @@ class ChainResult:
         acceptance_rate: fraction of accepted steps in this run.
         n_nonfinite: number of steps in this run that met NaN/inf (rejected or skipped).
         steps: number of steps of this run (n_steps).
+        trace: (n_steps, m) ``trace_fn()`` after every step (summary statistics of θ for
+            autocorrelation diagnostics), or None without ``trace_fn``.
     """
 
     samples: np.ndarray
@@ -520,13 +522,17 @@ class ChainResult:
     acceptance_rate: float
     n_nonfinite: int
     steps: int
+    trace: np.ndarray | None = None
 
 
 class _RunState(tf.Module):
     """Checkpointed bookkeeping of one :func:`run_chain` call."""
 
-    def __init__(self, n_steps: int, burn_in: int, thin: int, n_kept: int, p: int) -> None:
+    def __init__(
+        self, n_steps: int, burn_in: int, thin: int, n_kept: int, p: int, m: int = 0
+    ) -> None:
         super().__init__(name="run_state")
+        self.trace = tf.Variable(tf.zeros([n_steps, m], tf.float64), trainable=False)
         self.config = tf.Variable([n_steps, burn_in, thin, p], dtype=tf.int64, trainable=False)
         self.done = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.samples = tf.Variable(tf.zeros([n_kept, p], tf.float32), trainable=False)
@@ -546,6 +552,7 @@ def run_chain(
     progress: bool = True,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 1000,
+    trace_fn: Callable[[], np.ndarray] | None = None,
 ) -> ChainResult:
     """Run ``n_steps`` sampler steps and keep every ``thin``-th state after ``burn_in`` steps.
 
@@ -560,6 +567,10 @@ def run_chain(
     energies, flags) are saved every ``checkpoint_every`` steps and at the end; calling again
     with the same directory and arguments resumes where the last checkpoint left off (a finished
     run returns immediately). The directory must belong to this chain.
+
+    ``trace_fn()`` (with ``batch_fn`` only) returns a small vector of summary statistics of the
+    current state (e.g. random projections of θ), recorded after every step and checkpointed
+    with the run: the input of :mod:`calamp.bayes.diagnostics`.
 
     Returns:
         :class:`ChainResult`.
@@ -577,9 +588,14 @@ def run_chain(
     if int(checkpoint_every) < 1:
         msg = f"`checkpoint_every` must be >= 1, got {checkpoint_every}"
         raise ValueError(msg)
+    if trace_fn is not None and batch_fn is None:
+        msg = "`trace_fn` needs a `batch_fn` (per-step execution)"
+        raise ValueError(msg)
     n_kept = (n_steps - burn_in) // thin
     p = sampler.num_params
-    state = _RunState(n_steps, burn_in, thin, n_kept, p)
+    m = 0 if trace_fn is None else int(np.size(trace_fn()))
+    state = _RunState(n_steps, burn_in, thin, n_kept, p, m)
+    trace = np.zeros((n_steps, m), np.float64)
     samples = np.zeros((n_kept, p), np.float32)
     kept_steps = np.zeros(n_kept, np.int64)
     energies = np.zeros(n_steps, np.float64)
@@ -607,6 +623,7 @@ def run_chain(
             energies[:] = state.energies.numpy()
             accepted[:] = state.accepted.numpy()
             nonfinite[:] = state.nonfinite.numpy()
+            trace[:] = state.trace.numpy()
 
     done = int(state.done.numpy())
 
@@ -617,6 +634,7 @@ def run_chain(
         state.energies.assign(energies)
         state.accepted.assign(accepted)
         state.nonfinite.assign(nonfinite)
+        state.trace.assign(trace)
         manager.save(checkpoint_number=sampler.steps)
 
     every = int(checkpoint_every)
@@ -637,6 +655,8 @@ def run_chain(
                 energies[done] = out["energy"].numpy()
                 accepted[done] = out["accepted"].numpy()
                 nonfinite[done] = out["nonfinite"].numpy()
+                if trace_fn is not None:
+                    trace[done] = np.asarray(trace_fn(), np.float64).ravel()
                 done += 1
             if done > burn_in and (done - burn_in) % thin == 0:
                 k = (done - burn_in) // thin - 1
@@ -652,4 +672,5 @@ def run_chain(
         acceptance_rate=float(accepted.mean()),
         n_nonfinite=int(nonfinite.sum()),
         steps=n_steps,
+        trace=None if trace_fn is None else trace,
     )

@@ -107,17 +107,20 @@ def invert_precision(p: np.ndarray, err: np.ndarray) -> dict[str, np.ndarray]:
     """n' from a precision estimate P ± σ (elementwise): estimate, 68 % interval, bound flag.
 
     n' = (1 - σ²/P²)/P removes the second-order bias E[1/P̂] ≈ (1 + σ²/P²)/P; where
-    P < 2σ only n' >= 1/(P + 2σ) is known (``is_bound``).
+    P < 2σ only n' >= 1/(P + 2σ) is known (``is_bound``; inf where P + 2σ <= 0, i.e. the
+    draws vary less than the noise model allows).
     """
     p = np.asarray(p, np.float64)
     err = np.nan_to_num(np.asarray(err, np.float64), nan=0.0)
     bound = ~(p > BOUND_SIGMAS * err) | ~(p > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         est = np.where(bound, 0.0, (1.0 - (err / np.where(p > 0, p, 1.0)) ** 2) / p)
-        low_bound = 1.0 / np.maximum(p + BOUND_SIGMAS * err, 1e-300)
+        up2, up1, dn1 = p + BOUND_SIGMAS * err, p + err, p - err
+        # a precision whose upper limit is <= 0 (spread below the noise model) bounds nothing
+        low_bound = np.where(up2 > 0, 1.0 / np.where(up2 > 0, up2, 1.0), np.inf)
         n_prime = np.where(bound, low_bound, est)
-        lo = 1.0 / np.maximum(p + err, 1e-300)
-        hi = np.where(p - err > 0, 1.0 / np.where(p - err > 0, p - err, 1.0), np.inf)
+        lo = np.where(up1 > 0, 1.0 / np.where(up1 > 0, up1, 1.0), np.inf)
+        hi = np.where(dn1 > 0, 1.0 / np.where(dn1 > 0, dn1, 1.0), np.inf)
     return {"n_prime": n_prime, "low": lo, "high": hi, "is_bound": bound}
 
 
