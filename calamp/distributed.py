@@ -357,14 +357,16 @@ def _draw_task(handle: Any, row: int, n_rows: int, chunks: tuple[int, int] | Non
             for chunk in nd.model.sample_chunks(g, ctx, seed=seed, chunk_size=size):
                 fill(chunk, start)
                 start += len(chunk)
-        else:  # chunk j of sample_chunks is sample(., seed=fold_in(stateless_seed(seed), j))
-            from calamp.models.base import _fold, stateless_seed
+        else:  # generation block j is sample(., seed=fold_seed(stateless_seed(seed), j))
+            from calamp.models.base import block_spans, fold_seed, stateless_seed
 
             base = stateless_seed(seed)
+            spans = block_spans(g)
             for j in range(*chunks):
-                start, stop = j * size, min(g, (j + 1) * size)
+                start, stop = spans[j]
                 cchunk = None if ctx is None else ctx[start:stop]
-                fill(nd.model.sample(stop - start, cchunk, seed=_fold(base, j)).numpy(), start)
+                fill(np.asarray(nd.model.sample(stop - start, cchunk, seed=fold_seed(base, j))),
+                     start)
     return hset
 
 
@@ -403,7 +405,8 @@ def generate_histograms(client: Any, store_root: str | Path, network: int, cfg: 
         kind: ``"ring"`` or ``"showers"``.
         binnings: ``"OBS/qN"`` -> binning.
         draws: draw indices to generate (default: all stored draws of the network).
-        chunks_per_task: split each draw into tasks of this many ``cfg.chunk_size`` chunks
+        chunks_per_task: split each draw into tasks of this many generation blocks
+            (:data:`~calamp.models.base.SEED_BLOCK` events each)
             (default: one task per draw).
         split_every: fan-in of the tree reduction (>= 2).
 
@@ -432,7 +435,9 @@ def generate_histograms(client: Any, store_root: str | Path, network: int, cfg: 
             msg = f"`draws` must be indices in [0, {len(handles)}), got {list(draws)}"
             raise ValueError(msg)
         chosen = [handles[int(i)] for i in draws]
-    n_chunks = max(1, -(-int(cfg.generated) // int(cfg.chunk_size)))
+    from calamp.models.base import block_spans
+
+    n_chunks = max(1, len(block_spans(int(cfg.generated))))
     if chunks_per_task is None or chunks_per_task >= n_chunks:
         spans: list[tuple[int, int] | None] = [None]
     else:

@@ -81,13 +81,19 @@ def test_workers_run_tensorflow_single_threaded(client, runs):
 
 
 def test_per_draw_generation_equals_fill_network(client, runs):
+    import dataclasses
+
+    from calamp.models.base import SEED_BLOCK
+
     cfg, root, _, _ = runs
+    # more events than one generation block, so a draw splits into several block tasks
+    cfg = dataclasses.replace(cfg, generated=2 * SEED_BLOCK + 100)
     store = root / "workers" / "draws"
     truth_obs = pipeline.event_observables("ring", pipeline.prepare_source(cfg).truth)
     binnings = pipeline.make_binnings(cfg, "ring", truth_obs)
     nd = pipeline.load_network(store, 1)
     ref = pipeline.fill_network(cfg, nd, "ring", binnings)
-    # one task per draw, and 3 draws x 3 chunk tasks (600 events in chunks of 250) reduced in a
+    # one task per draw, and draws x 3 block tasks (2 SEED_BLOCK + 100 events) reduced in a
     # tree of fan-in 2: integer counts must agree exactly with the in-process fill
     for kwargs in ({}, dict(chunks_per_task=1, split_every=2)):
         counts, n_filled = cd.generate_histograms(client, store, 1, cfg, "ring", binnings,

@@ -177,6 +177,12 @@ def test_vi_coupling_flow_frozen_draws() -> None:
     np.testing.assert_array_equal(model.sample(2000, seed=5).numpy(), a)  # reproducible
     chunks = list(model.sample_chunks(2500, seed=5, chunk_size=1000))
     assert [len(ch) for ch in chunks] == [1000, 1000, 500]
+    # the events do not depend on the chunk size (generation is block-seeded)
+    for size in (7, 2500, 10_000):
+        np.testing.assert_array_equal(
+            np.concatenate(list(model.sample_chunks(2500, seed=5, chunk_size=size))),
+            np.concatenate(chunks),
+        )
     vec = model.get_eval_weights()
     model.freeze_draw(2)
     b = model.sample(2000, seed=5).numpy()

@@ -333,3 +333,22 @@ def test_oracle_on_a_foreign_file_gives_unit_amplification(tmp_path, preset):
         # the unbiased precision 1/n' within 4 of its jackknife errors of 1/n
         assert abs(c["precision"] * n - 1) < 4 * c["precision_err"] * n, (key, c)
         assert b["closure"]["verdict"] in ("closes", "inconclusive"), (key, b["closure"])
+
+
+def test_results_do_not_depend_on_chunk_size(tmp_path, shower_file):
+    # a performance setting must not change numbers: generation is seeded per event block
+    from calamp.models.base import SEED_BLOCK
+
+    fractions = []
+    for size in (700, 5_000, 100_000):
+        cfg = make_config(
+            TINY,
+            dict(observables=("e_total", "x_width"), generated=SEED_BLOCK + 500, chunk_size=size,
+                 plots=False, bootstrap=0),
+        )
+        pipeline.run_job(cfg, shower_file, out=tmp_path / f"c{size}")
+        with np.load(tmp_path / f"c{size}" / "results.npz") as data:
+            fractions.append({k: data[k] for k in data.files if k.startswith("fractions/")})
+    for other in fractions[1:]:
+        for key, v in fractions[0].items():
+            np.testing.assert_array_equal(other[key], v)

@@ -105,8 +105,9 @@ def draw_posterior(
         )
         acc_burn = burn.acceptance_rate
         half = burn.trace[burn_in // 2 :]
-        if len(half) >= 4:
-            tau = float(np.nanmax(integrated_autocorrelation_time(half)))
+        taus = integrated_autocorrelation_time(half) if len(half) >= 4 else np.array([np.nan])
+        if np.isfinite(taus).any():  # all NaN: the chain did not move (diagnostics warn)
+            tau = float(np.nanmax(taus))
     measured = thin == 0
     if measured:
         thin = int(np.clip(np.ceil(2.0 * (tau if tau is not None else 1.0)), 1, max_thin))
@@ -124,8 +125,11 @@ def draw_posterior(
         trace_fn=trace,
     )
     kept = res.trace[skip + thin - 1 :: thin][-draws:]
-    theta = chain_summary(kept)
-    energy = chain_summary(res.energies[skip::thin][:draws])
+    if draws >= 4:
+        theta = chain_summary(kept)
+        energy = chain_summary(res.energies[skip::thin][:draws])
+    else:  # too few states for an autocorrelation estimate
+        theta = energy = {"stuck": False, "ess_min": None, "rhat_max": None}
     info = {
         "steps": burn_in + n_steps,
         "burn_in": burn_in,

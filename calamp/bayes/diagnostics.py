@@ -102,6 +102,7 @@ def chain_summary(x: np.ndarray) -> dict[str, Any]:
     rhat = split_rhat(arr)
     return {
         "n": int(arr.shape[0]),
+        "stuck": bool(np.all(np.isnan(ess))),
         "ess_min": _nan_stat(np.min, ess),
         "ess_median": _nan_stat(np.median, ess),
         "tau_max": _nan_stat(np.max, arr.shape[0] / ess),
@@ -111,6 +112,11 @@ def chain_summary(x: np.ndarray) -> dict[str, Any]:
 
 def warning_for(summary: dict[str, Any], n_draws: int) -> str | None:
     """The warning line for a chain summary, or None when the draws look independent."""
+    if summary.get("stuck"):
+        return (
+            "draws are correlated; n' is overestimated (the chain did not move: all kept "
+            "states are equal)"
+        )
     ess, rhat = summary.get("ess_min"), summary.get("rhat_max")
     bad_ess = ess is not None and ess < ESS_WARN_FRACTION * n_draws
     bad_rhat = rhat is not None and rhat > RHAT_WARN

@@ -40,15 +40,24 @@ from calamp._tf import tf
 from calamp.bayes import vi as _vi
 
 __all__ = [
+    "SEED_BLOCK",
     "EpochBatches",
     "GENERATORS",
     "Generator",
     "TrainingError",
     "build_generator",
     "check_fit_inputs",
+    "block_spans",
+    "fold_seed",
+    "rechunk",
     "register_generator",
     "stateless_seed",
 ]
+
+SEED_BLOCK = 16_384
+"""Generated events per independently seeded block: block b of a draw uses seed
+``fold_seed(seed, b)``, so the events never depend on the chunk size (memory is bounded by
+max(chunk_size, SEED_BLOCK) events)."""
 
 GENERATORS: dict[str, type[Generator]] = {}
 
@@ -93,8 +102,38 @@ def stateless_seed(seed: Any) -> tf.Tensor:
     return _vi._seed_tensor(seed)
 
 
-def _fold(seed: tf.Tensor, i: int) -> tf.Tensor:
+def fold_seed(seed: tf.Tensor, i: int) -> tf.Tensor:
+    """Stateless seed (2,) of stream ``i`` derived from ``seed`` (TF's ``stateless_fold_in``)."""
     return tf.random.experimental.stateless_fold_in(seed, i)
+
+
+_fold = fold_seed
+
+
+def block_spans(n: int) -> list[tuple[int, int]]:
+    """(start, stop) of the :data:`SEED_BLOCK` blocks of n events."""
+    return [(a, min(int(n), a + SEED_BLOCK)) for a in range(0, int(n), SEED_BLOCK)]
+
+
+def rechunk(blocks: Iterator[np.ndarray], chunk_size: int) -> Iterator[np.ndarray]:
+    """Concatenate/split a stream of arrays (along axis 0) into chunks of ``chunk_size`` rows
+    (the last may be shorter); the rows and their order are unchanged."""
+    if chunk_size < 1:
+        msg = f"`chunk_size` must be positive, got {chunk_size}"
+        raise ValueError(msg)
+    buf: list[np.ndarray] = []
+    have = 0
+    for block in blocks:
+        while len(block):
+            take = min(len(block), chunk_size - have)
+            buf.append(block[:take])
+            have += take
+            block = block[take:]
+            if have == chunk_size:
+                yield np.concatenate(buf) if len(buf) > 1 else buf[0]
+                buf, have = [], 0
+    if have:
+        yield np.concatenate(buf) if len(buf) > 1 else buf[0]
 
 
 def _step_seed(seed: int, step: int) -> np.ndarray:
@@ -337,10 +376,11 @@ class Generator(tf.Module):
     def sample_chunks(
         self, n: int, c: Any = None, *, seed: Any, chunk_size: int = 100_000
     ) -> Iterator[np.ndarray]:
-        """Yield ``n`` events in numpy chunks of at most ``chunk_size`` rows (bounded memory).
+        """Yield ``n`` events in numpy chunks of ``chunk_size`` rows (the last may be shorter).
 
-        Chunk k uses seed ``fold_in(seed, k)``. A VI model must be frozen first (one draw for
-        all chunks); otherwise a ``ValueError`` is raised.
+        Events are generated in blocks of :data:`SEED_BLOCK`; block b uses seed
+        ``fold_seed(seed, b)``, so the events do not depend on ``chunk_size``. A VI model must
+        be frozen first (one draw for all chunks); otherwise a ``ValueError`` is raised.
         """
         if chunk_size < 1:
             msg = f"`chunk_size` must be positive, got {chunk_size}"
@@ -354,10 +394,11 @@ class Generator(tf.Module):
                 msg = f"`c` has {c.shape[0]} rows but {n} events were asked for"
                 raise ValueError(msg)
         base = stateless_seed(seed)
-        for k, start in enumerate(range(0, int(n), int(chunk_size))):
-            stop = min(int(n), start + int(chunk_size))
-            ck = None if c is None else c[start:stop]
-            yield self.sample(stop - start, ck, seed=_fold(base, k)).numpy()
+        blocks = (
+            self.sample(b - a, None if c is None else c[a:b], seed=fold_seed(base, k)).numpy()
+            for k, (a, b) in enumerate(block_spans(n))
+        )
+        yield from rechunk(blocks, int(chunk_size))
 
     # -- posterior draws ---------------------------------------------------------------------
     def _vi_posterior_refs(self) -> set[int]:

@@ -36,7 +36,13 @@ import numpy as np
 
 from calamp._tf import tf
 from calamp.bayes import vi as _vi
-from calamp.models.base import TrainingError, _step_seed, stateless_seed
+from calamp.models.base import (
+    TrainingError,
+    _step_seed,
+    block_spans,
+    rechunk,
+    stateless_seed,
+)
 from calamp.models.cnf import FlowMatchingCNF, flow_matching_pair, odeint, time_features
 
 __all__ = ["BatchedCNF"]
@@ -575,16 +581,23 @@ class BatchedCNF(tf.Module):
     ) -> Iterator[np.ndarray]:
         """Yield n events per network in chunks (K, ≤ chunk_size, D) (bounded memory).
 
-        Chunk j of network k uses seed ``fold_in(seed_k, j)``, as ``Generator.sample_chunks``.
+        Generation block j (:data:`~calamp.models.base.SEED_BLOCK` events) of network k uses
+        seed ``fold_seed(seed_k, j)``, as ``Generator.sample_chunks``: the events do not depend
+        on ``chunk_size``.
         """
         if chunk_size < 1:
             msg = f"`chunk_size` must be positive, got {chunk_size}"
             raise ValueError(msg)
         base = _seeds_tensor(seeds, self.n_networks, "seeds")
-        for j, start in enumerate(range(0, int(n), int(chunk_size))):
-            stop = min(int(n), start + int(chunk_size))
-            cj = None
-            if c is not None:
-                cj = np.asarray(c, np.float32)[..., start:stop, :]
-            sj = tf.stack([_fold(base[i], j) for i in range(self.n_networks)])
-            yield self.sample(stop - start, cj, seeds=sj).numpy()
+
+        def blocks() -> Iterator[np.ndarray]:
+            for j, (start, stop) in enumerate(block_spans(n)):
+                cj = None
+                if c is not None:
+                    cj = np.asarray(c, np.float32)[..., start:stop, :]
+                sj = tf.stack([_fold(base[i], j) for i in range(self.n_networks)])
+                # events along axis 0 for rechunk: (n_b, K, D)
+                yield np.moveaxis(self.sample(stop - start, cj, seeds=sj).numpy(), 1, 0)
+
+        for chunk in rechunk(blocks(), int(chunk_size)):
+            yield np.moveaxis(chunk, 0, 1)

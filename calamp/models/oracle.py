@@ -79,10 +79,16 @@ class OracleGenerator:
     def sample_chunks(
         self, n: int, c: Any = None, *, seed: Any, chunk_size: int = 100_000
     ) -> Iterator[np.ndarray]:
-        """Yield ``n`` events in chunks; chunk k uses seed ``[seed, k]``."""
+        """Yield ``n`` events in chunks of ``chunk_size``; generation block b (of
+        :data:`~calamp.models.base.SEED_BLOCK` events) uses seed ``[seed, b]``, so the events
+        do not depend on the chunk size."""
+        from calamp.models.base import block_spans, rechunk
+
         base = int(np.asarray(seed).ravel()[0])
-        for k, start in enumerate(range(0, int(n), int(chunk_size))):
-            yield self.sample(min(int(chunk_size), int(n) - start), seed=[base, k])
+        blocks = (
+            self.sample(b - a, seed=[base, k]) for k, (a, b) in enumerate(block_spans(n))
+        )
+        yield from rechunk(blocks, int(chunk_size))
 
 
 class IdentityFeatures:
