@@ -227,6 +227,8 @@ def format_summary(results: Mapping[str, Any]) -> str:
             f"{_num(row['n_eq'], b2, '.4g'):>12}{_num(a_true, b2, '.3g'):>11}  {row['verdict']}"
             + (" [correlated draws*]" if row.get("chain_warning") else "")
         )
+    for text in (results.get("data") or {}).get("warnings") or []:
+        lines.append(f"warning: {text}")
     flagged = [row for row in results["summary"] if row.get("chain_warning")]
     if flagged:
         lines.append(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "CAPABILITIES",
     "MODELS",
     "METHODS",
     "SHOWER_OBSERVABLES",
@@ -214,9 +215,58 @@ def make_config(*layers: dict[str, Any]) -> RunConfig:
         except (TypeError, ValueError):
             msg = f"option --n-quantiles: expected integers, got {values['n_quantiles']!r}"
             raise ConfigError(msg) from None
+    types = {f.name: f.type for f in dataclasses.fields(RunConfig)}
+    values = {k: _coerce(k, v, types[k]) for k, v in values.items()}
     cfg = RunConfig(**values)
     validate(cfg)
     return cfg
+
+
+def _coerce(name: str, value: Any, kind: Any) -> Any:
+    """Check a (TOML or Python) option value against its field type: ints must be integers
+    (7 or 7.0, not 2.7 or "three"), floats numbers, bools booleans; one-line error otherwise."""
+    flag = f"option --{name.replace('_', '-')}"
+    kind = str(kind)
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            msg = f"{flag}: expected an integer, got {value!r}"
+            raise ConfigError(msg)
+        try:
+            num = float(value)
+        except ValueError:
+            msg = f"{flag}: expected an integer, got {value!r}"
+            raise ConfigError(msg) from None
+        if not num.is_integer():
+            msg = f"{flag}: expected an integer, got {value!r}"
+            raise ConfigError(msg)
+        return int(num)
+    if kind == "float":
+        if isinstance(value, bool):
+            msg = f"{flag}: expected a number, got {value!r}"
+            raise ConfigError(msg)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            msg = f"{flag}: expected a number, got {value!r}"
+            raise ConfigError(msg) from None
+    if kind == "bool" and not isinstance(value, bool):
+        msg = f"{flag}: expected true or false, got {value!r}"
+        raise ConfigError(msg)
+    if kind in ("str", "str | None") and value is not None and not isinstance(value, str):
+        if name == "incident_branch" and isinstance(value, int | float):
+            return str(value)  # a constant incident energy in GeV (see calamp.io)
+        msg = f"{flag}: expected a string, got {value!r}"
+        raise ConfigError(msg)
+    return value
+
+
+CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "flow": ("vi", "adammcmc", "sgld", "sghmc", "ensemble", "oracle"),
+    "maf": ("adammcmc", "sgld", "sghmc", "ensemble", "oracle"),
+    "cnf": ("vi", "adammcmc", "sgld", "sghmc", "ensemble", "oracle"),
+    "gan": ("vi", "adammcmc", "sgld", "sghmc", "ensemble", "oracle"),
+}
+"""Bayesian methods each model supports (checked before any folder is created)."""
 
 
 def _check(cond: bool, option: str, text: str) -> None:
@@ -229,6 +279,19 @@ def validate(cfg: RunConfig) -> None:
     """Raise :class:`ConfigError` naming the first bad option."""
     _check(cfg.model in MODELS, "model", f"{cfg.model!r} is not one of {', '.join(MODELS)}")
     _check(cfg.method in METHODS, "method", f"{cfg.method!r} is not one of {', '.join(METHODS)}")
+    if cfg.model in MODELS and cfg.method in METHODS:
+        valid = [f"{m}+{x}" for m, xs in CAPABILITIES.items() for x in xs]
+        _check(
+            cfg.method in CAPABILITIES[cfg.model],
+            "method",
+            f"{cfg.method!r} is not available for --model {cfg.model} "
+            f"(valid: {', '.join(valid)})",
+        )
+    _check(cfg.seed >= 0, "seed", f"must be >= 0, got {cfg.seed}")
+    _check(cfg.chunk_size >= 1, "chunk_size", f"must be >= 1, got {cfg.chunk_size}")
+    _check(cfg.generated >= 2, "generated", f"must be >= 2 events per draw, got {cfg.generated}")
+    _check(cfg.truth_events >= 2, "truth_events", f"must be >= 2, got {cfg.truth_events}")
+    _check(cfg.n_train >= 0, "n_train", f"must be >= 0, got {cfg.n_train}")
     _check(cfg.kl_convention in ("sum", "mean"), "kl_convention", "must be 'sum' or 'mean'")
     _check(
         cfg.truth in ("auto", "simulator", "holdout"),

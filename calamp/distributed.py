@@ -257,7 +257,9 @@ def _network_task(k: int, cfg: Any, source: Any, binnings: Mapping[str, Any], ou
     from calamp import pipeline
 
     folder = Path(out)
-    if not (folder / pipeline._MARKER).exists():
+    from calamp.folder import MARKER
+
+    if not (folder / MARKER).exists():
         msg = (f"dask worker {socket.gethostname()}: results folder {folder} is not visible "
                "here; --out must be on a filesystem shared by client and workers")
         raise CalampError(msg)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
-import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -69,7 +68,6 @@ _PURPOSES = {
     "split": 12,
     "coverage": 13,
 }
-_MARKER = ".calamp-results"
 
 
 def derive_seed(master: int, purpose: str, *indices: int) -> int:
@@ -142,12 +140,21 @@ def prepare_source(
             msg = "no input: give a ROOT file or a ShowerSet"
             raise CalampError(msg)
         showers = io.read_showers(
-            input_path, tree=cfg.tree, energy=cfg.branch, incident_energy=cfg.incident_branch
+            input_path,
+            tree=cfg.tree,
+            energy=cfg.branch,
+            incident_energy=_incident_option(cfg.incident_branch),
         )
         provenance = io.read_provenance(input_path)
     else:
         provenance = None
     label = str(input_path) if input_path is not None else showers.source or "ShowerSet"
+    if min(showers.shape) < 3:
+        msg = (
+            f"{label}: branch {cfg.branch or 'energy'} holds images of shape "
+            f"{tuple(showers.shape)}; the shower observables need a grid of at least 3x3 cells"
+        )
+        raise CalampError(msg)
     mode = cfg.truth
     if mode == "auto":
         mode = "simulator" if provenance is not None else "holdout"
@@ -162,7 +169,17 @@ def prepare_source(
             if provenance
             else float(np.median(showers.incident_energy))
         )
+        if cfg.n_train > len(showers):
+            msg = f"--n-train {cfg.n_train} exceeds the {len(showers)} showers of {label}"
+            raise CalampError(msg)
         n = cfg.n_train or len(showers)
+        warnings = _small_sample_warnings(n)
+        if provenance is None:
+            warnings.append(
+                f"--truth simulator on {label}, which calamp.simulate did not make: networks "
+                "1.. train on, and the truth comes from, calamp's default simulator at "
+                f"{energy:g} GeV, which need not be the distribution of {label}"
+            )
         train = [showers[:n]] + [
             simulate.photon_showers(
                 n, energy, seed=derive_seed(cfg.seed, "train_data", k), config=sim_cfg
@@ -184,8 +201,9 @@ def prepare_source(
                     f"{cfg.networks - 1}: fresh simulator samples of {n} showers"
                 ),
                 "truth": f"fresh simulator sample of {cfg.truth_events} showers",
-                "truth_is_exact": True,
+                "truth_is_exact": provenance is not None,
                 "simulator": provenance,
+                "warnings": warnings,
             },
         )
     n_hold = int(round(cfg.holdout_fraction * len(showers)))
@@ -200,8 +218,14 @@ def prepare_source(
         raise CalampError(msg)
     parts = rest.split(cfg.networks)
     n = min(len(p) for p in parts)
+    if cfg.n_train > n:
+        msg = (
+            f"--n-train {cfg.n_train} exceeds the {n} showers per network that {label} "
+            f"leaves after the hold-out ({len(showers)} showers, {cfg.networks} networks)"
+        )
+        raise CalampError(msg)
     if cfg.n_train:
-        n = min(n, cfg.n_train)
+        n = cfg.n_train
     train = [p[:n] for p in parts]
     return Source(
         "showers",
@@ -216,8 +240,33 @@ def prepare_source(
                 "measured against a finite reference sample"
             ),
             "truth_is_exact": False,
+            "warnings": _small_sample_warnings(n),
         },
     )
+
+
+_MIN_TRAIN = 100
+
+
+def _small_sample_warnings(n: int) -> list[str]:
+    """A warning when the training sets are too small for the statistics to mean much."""
+    if n >= _MIN_TRAIN:
+        return []
+    return [
+        f"only {n} training events per network: the quantile bins hold a few events each, the "
+        "bootstrap and Gaussian approximations behind n', coverage and closure do not hold, "
+        "and amplification factors are not meaningful"
+    ]
+
+
+def _incident_option(value: str | None) -> str | float | None:
+    """``--incident-branch``: a branch name, or a number = constant incident energy (GeV)."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 # ------------------------------------------------------------------------------------------------
@@ -921,45 +970,6 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _prepare_out(out: Path, cfg: RunConfig, overwrite: bool, resume: bool) -> None:
-    """Create the results folder; never replace one without ``--overwrite``."""
-    cfg_file = out / "config.json"
-    if out.exists() and any(out.iterdir()):
-        if resume:
-            if not cfg_file.exists():
-                msg = f"--resume: {out} holds no calamp run (no config.json)"
-                raise OutputExistsError(msg)
-            old = json.loads(cfg_file.read_text())
-            new = json.loads(json.dumps(cfg.to_dict()))
-            ignore = {"progress", "plots", "scheduler"}
-            diff = sorted(k for k in new if k not in ignore and old.get(k) != new[k])
-            if diff:
-                msg = (
-                    f"--resume: options differ from the run in {out}: {', '.join(diff)}; "
-                    "use the same options or a new --out"
-                )
-                raise OutputExistsError(msg)
-            return
-        if not overwrite:
-            msg = (
-                f"output folder {out} exists; pass --overwrite to replace it, --resume to "
-                "continue it, or choose another --out"
-            )
-            raise OutputExistsError(msg)
-        if not (out / _MARKER).exists():
-            msg = (
-                f"--overwrite: {out} was not made by calamp (no {_MARKER} file); "
-                "refusing to delete it"
-            )
-            raise OutputExistsError(msg)
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / _MARKER).write_text("calamp results folder\n")
-    from calamp.outputs import write_json
-
-    write_json(cfg_file, cfg.to_dict())
-
-
 def estimate_seconds(cfg: RunConfig, n_train: int, dim: int) -> float:
     """Rough wall time on 2 CPU cores (order of magnitude; printed at start).
 
@@ -1012,120 +1022,139 @@ def run_job(
 
         client = own_client = connect(cfg.scheduler)
     source = prepare_source(cfg, input_path, showers)
-    _prepare_out(out, cfg, overwrite, resume)
-    dim = 2 if source.kind == "ring" else int(np.prod(source.train_sets[0].shape)) + 1
-    est = estimate_seconds(cfg, source.n_train, dim)
-    print(
-        f"calamp: {cfg.networks} networks x {cfg.draws} draws x {cfg.generated} events, "
-        f"model {cfg.model}, method {cfg.method}; estimated time ~{est / 60:.0f} min "
-        f"({est:.0f} s) on 2 CPU cores",
-        file=sys.stderr,
+    from calamp.folder import ResultsFolder, input_fingerprint
+
+    options = {k: getattr(cfg, k) for k in ("tree", "branch", "incident_branch", "toy")}
+    folder = ResultsFolder(
+        out,
+        config=cfg.to_dict(),
+        fingerprint=input_fingerprint(input_path, options),
+        overwrite=overwrite,
+        resume=resume,
+        protect=() if input_path is None else (input_path,),
     )
-    timings: dict[str, float] = {}
+    folder.open()
+    try:
+        dim = 2 if source.kind == "ring" else int(np.prod(source.train_sets[0].shape)) + 1
+        est = estimate_seconds(cfg, source.n_train, dim)
+        print(
+            f"calamp: {cfg.networks} networks x {cfg.draws} draws x {cfg.generated} events, "
+            f"model {cfg.model}, method {cfg.method}; estimated time ~{est / 60:.0f} min "
+            f"({est:.0f} s) on 2 CPU cores",
+            file=sys.stderr,
+        )
+        timings: dict[str, float] = {}
 
-    t0 = time.perf_counter()
-    names = None if source.kind == "ring" else tuple(cfg.observables)
-    truth_obs = event_observables(source.kind, source.truth, names)
-    binnings = make_binnings(cfg, source.kind, truth_obs)
-    truth = {key: b.truth_fractions(truth_obs[_split_key(key)[0]]) for key, b in binnings.items()}
-    train_obs = [event_observables(source.kind, t, names) for t in source.train_sets]
-    train_fr = {
-        key: np.stack([b.fractions(o[_split_key(key)[0]]) for o in train_obs])
-        for key, b in binnings.items()
-    }
-    timings["binning_seconds"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        names = None if source.kind == "ring" else tuple(cfg.observables)
+        truth_obs = event_observables(source.kind, source.truth, names)
+        binnings = make_binnings(cfg, source.kind, truth_obs)
+        truth = {key: b.truth_fractions(truth_obs[_split_key(key)[0]]) for key, b in binnings.items()}
+        train_obs = [event_observables(source.kind, t, names) for t in source.train_sets]
+        train_fr = {
+            key: np.stack([b.fractions(o[_split_key(key)[0]]) for o in train_obs])
+            for key, b in binnings.items()
+        }
+        timings["binning_seconds"] = time.perf_counter() - t0
 
-    if client is None:
-        per_net = [
-            run_network(cfg, k, source, binnings, out, resume=resume) for k in range(cfg.networks)
-        ]
-    else:
-        from calamp.distributed import map_networks
+        if client is None:
+            per_net = [
+                run_network(cfg, k, source, binnings, out, resume=resume) for k in range(cfg.networks)
+            ]
+        else:
+            from calamp.distributed import map_networks
 
-        try:
             per_net = map_networks(client, cfg, source, binnings, out, resume=resume)
-        finally:
-            if own_client is not None:
-                own_client.close()
 
-    t0 = time.perf_counter()
-    results: dict[str, Any] = {
-        "calamp_version": __version__,
-        "versions": _versions(),
-        "config": cfg.to_dict(),
-        "seeds": {
-            "master": cfg.seed,
-            "derivation": "numpy SeedSequence([seed, purpose, "
-            "network, draw]); purposes: " + ", ".join(_PURPOSES),
-        },
-        "data": {
-            **source.notes,
-            "kind": source.kind,
-            "n_train": source.n_train,
-            "n_networks": cfg.networks,
-            "n_draws": cfg.draws,
-            "n_generated_per_draw": cfg.generated,
-            "n_truth": _truth_size(source),
-        },
-        "networks": [pn["info"] for pn in per_net],
-        "binnings": {},
-    }
-    arrays: dict[str, np.ndarray] = {}
-    for key, b in binnings.items():
-        counts = np.stack([pn["counts"][key] for pn in per_net]).astype(np.float64)
-        n_filled = np.stack([pn["n_filled"] for pn in per_net]).astype(np.float64)
-        fractions = counts / n_filled[:, :, None]
-        res = analyse(
-            cfg,
-            key,
-            b,
-            fractions,
-            truth[key],
-            train_fr[key],
-            source.n_train,
-            n_filled=n_filled,
-            n_truth=_truth_size(source),
-        )
-        results["binnings"][key] = res
-        arrays["n_filled"] = n_filled
-        arrays[f"fractions/{key}"] = fractions
-        arrays[f"truth/{key}"] = truth[key]
-        arrays[f"train/{key}"] = train_fr[key]
-    if source.kind == "showers" and per_net[0]["mean_image"] is not None:
-        arrays["mean_image"] = np.stack([pn["mean_image"] for pn in per_net])
-        arrays["truth_mean_image"] = source.truth.energy.mean(axis=0)
-    timings["statistics_seconds"] = time.perf_counter() - t0
-    results["summary"] = summary_rows(results)
-
-    from calamp.outputs import write_root
-
-    np.savez_compressed(out / "results.npz", **arrays)
-    write_root(out / "results.root", root_records(results, arrays))
-    if cfg.write_samples > 0 and source.kind == "showers":
         t0 = time.perf_counter()
-        nets = [load_network(out / "draws", k) for k in range(cfg.networks)]
-        write_samples(
-            out / "samples.root",
-            nets,
-            source.kind,
-            cfg.write_samples,
-            seed=cfg.seed,
-            overwrite=True,
-        )
-        timings["write_samples_seconds"] = time.perf_counter() - t0
-    if cfg.plots:
-        t0 = time.perf_counter()
-        from calamp.report import make_figures
+        results: dict[str, Any] = {
+            "calamp_version": __version__,
+            "versions": _versions(),
+            "config": cfg.to_dict(),
+            "seeds": {
+                "master": cfg.seed,
+                "derivation": "numpy SeedSequence([seed, purpose, "
+                "network, draw]); purposes: " + ", ".join(_PURPOSES),
+            },
+            "data": {
+                **source.notes,
+                "kind": source.kind,
+                "n_train": source.n_train,
+                "n_networks": cfg.networks,
+                "n_draws": cfg.draws,
+                "n_generated_per_draw": cfg.generated,
+                "n_truth": _truth_size(source),
+            },
+            "networks": [pn["info"] for pn in per_net],
+            "binnings": {},
+        }
+        arrays: dict[str, np.ndarray] = {}
+        for key, b in binnings.items():
+            counts = np.stack([pn["counts"][key] for pn in per_net]).astype(np.float64)
+            n_filled = np.stack([pn["n_filled"] for pn in per_net]).astype(np.float64)
+            fractions = counts / n_filled[:, :, None]
+            res = analyse(
+                cfg,
+                key,
+                b,
+                fractions,
+                truth[key],
+                train_fr[key],
+                source.n_train,
+                n_filled=n_filled,
+                n_truth=_truth_size(source),
+            )
+            results["binnings"][key] = res
+            arrays["n_filled"] = n_filled
+            arrays[f"fractions/{key}"] = fractions
+            arrays[f"truth/{key}"] = truth[key]
+            arrays[f"train/{key}"] = train_fr[key]
+        if source.kind == "showers" and per_net[0]["mean_image"] is not None:
+            arrays["mean_image"] = np.stack([pn["mean_image"] for pn in per_net])
+            arrays["truth_mean_image"] = source.truth.energy.mean(axis=0)
+        timings["statistics_seconds"] = time.perf_counter() - t0
+        results["summary"] = summary_rows(results)
 
-        results["figures"] = [
-            str(p.relative_to(out)) for p in make_figures(results, arrays, out / "figures")
-        ]
-        timings["plot_seconds"] = time.perf_counter() - t0
-    timings["total_seconds"] = time.perf_counter() - t_start
-    results["timings"] = timings
-    write_json(out / "results.json", results)
-    print(format_summary(results), file=sys.stderr)
-    return results
+        from calamp.outputs import write_root
+
+        np.savez_compressed(out / "results.npz", **arrays)
+        write_root(out / "results.root", root_records(results, arrays))
+        results["timings"] = timings
+        write_json(out / "results.json", results)  # the numbers are safe before samples/plots
+        if cfg.write_samples > 0 and source.kind == "showers":
+            t0 = time.perf_counter()
+            nets = [  # the oracle is rebuilt (it is its training data, nothing is stored)
+                _oracle_network(cfg, k, source)
+                if cfg.method == "oracle"
+                else load_network(out / "draws", k)
+                for k in range(cfg.networks)
+            ]
+            write_samples(
+                out / "samples.root",
+                nets,
+                source.kind,
+                cfg.write_samples,
+                seed=cfg.seed,
+                overwrite=True,
+            )
+            timings["write_samples_seconds"] = time.perf_counter() - t0
+        if cfg.plots:
+            t0 = time.perf_counter()
+            from calamp.report import make_figures
+
+            results["figures"] = [
+                str(p.relative_to(out)) for p in make_figures(results, arrays, out / "figures")
+            ]
+            timings["plot_seconds"] = time.perf_counter() - t0
+        timings["total_seconds"] = time.perf_counter() - t_start
+        results["timings"] = timings
+        write_json(out / "results.json", results)
+        print(format_summary(results), file=sys.stderr)
+        return results
+    finally:
+        folder.close()
+        if own_client is not None:
+            own_client.close()
 
 
 def _truth_size(source: Source) -> float:

@@ -130,3 +130,94 @@ def test_cli_runs_ring_job(tmp_path):
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["networks"] == 2 and results["config"]["preset"] == "quick"
+
+
+# ------------------------------------------------------------------------------------------------
+# defects of the orchestration issue: each is one line and exit 2, and no data is lost
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_file(tmp_path_factory):
+    from calamp.io import write_showers
+    from calamp.simulate import photon_showers
+
+    path = tmp_path_factory.mktemp("cli") / "small.root"
+    write_showers(path, photon_showers(600, seed=4))
+    return path
+
+
+QUICK_ORACLE = ["--quick", "--method", "oracle", "--no-plots", "--no-progress",
+                "--observables", "e_total", "--n-quantiles", "5"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--toy", "ring", "--seed", "-1"], "--seed"),
+        (["--toy", "ring", "--model", "maf", "--method", "vi"], "not available for --model maf"),
+        (["--toy", "ring", "--chunk-size", "0"], "--chunk-size"),
+    ],
+)
+def test_more_bad_options(tmp_path, capsys, args, needle):
+    assert main([*args, "--out", str(tmp_path / "o")]) == 2
+    assert needle in _err_line(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("value", ['"three"', "2.7", "true"])
+def test_toml_types_are_checked(tmp_path, capsys, value):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"networks = {value}\n")
+    assert main(["--toy", "ring", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "--networks: expected an integer" in _err_line(capsys)
+
+
+def test_out_is_the_input_file(small_file, capsys):
+    before = small_file.read_bytes()
+    assert main([str(small_file), "--out", str(small_file), *QUICK_ORACLE]) == 2
+    assert "is a file" in _err_line(capsys)
+    assert small_file.read_bytes() == before
+
+
+def test_overwrite_never_deletes_the_input_inside_the_folder(tmp_path, small_file, capsys):
+    out = tmp_path / "res"
+    assert main([str(small_file), "--out", str(out), *QUICK_ORACLE]) == 0
+    inside = out / "data.root"
+    inside.write_bytes(small_file.read_bytes())
+    capsys.readouterr()
+    assert main([str(inside), "--out", str(out), "--overwrite", *QUICK_ORACLE]) == 2
+    assert "lies inside the output folder" in _err_line(capsys)
+    assert inside.read_bytes() == small_file.read_bytes()
+
+
+def test_resume_with_another_input_is_refused(tmp_path, small_file, capsys):
+    from calamp.io import write_showers
+    from calamp.simulate import photon_showers
+
+    other = tmp_path / "other.root"
+    write_showers(other, photon_showers(600, seed=5))
+    out = tmp_path / "res"
+    assert main([str(small_file), "--out", str(out), *QUICK_ORACLE]) == 0
+    capsys.readouterr()
+    assert main([str(other), "--out", str(out), "--resume", *QUICK_ORACLE]) == 2
+    assert "was made from" in _err_line(capsys)
+    assert main([str(small_file), "--out", str(out), "--resume", *QUICK_ORACLE]) == 0
+
+
+def test_n_train_larger_than_the_data(tmp_path, small_file, capsys):
+    assert main([str(small_file), "--out", str(tmp_path / "o"), "--n-train", "5000",
+                 *QUICK_ORACLE]) == 2
+    assert "--n-train 5000 exceeds" in _err_line(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_oracle_write_samples_and_numeric_incident_branch(tmp_path, small_file):
+    out = tmp_path / "res"
+    assert main([str(small_file), "--out", str(out), "--write-samples", "3",
+                 "--incident-branch", "50", *QUICK_ORACLE]) == 0
+    assert (out / "results.json").is_file() and (out / "samples.root").is_file()
+
+
+def test_tiny_training_sets_are_warned_about(tmp_path, small_file, capsys):
+    assert main([str(small_file), "--out", str(tmp_path / "o"), "--n-train", "20",
+                 *QUICK_ORACLE]) == 0
+    assert "only 20 training events per network" in capsys.readouterr().err
