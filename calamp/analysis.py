@@ -14,7 +14,15 @@ import numpy as np
 
 from calamp import stats
 
-__all__ = ["analyse_binning", "format_summary", "summary_rows"]
+__all__ = ["analyse_binning", "drop_constant", "format_summary", "summary_rows"]
+
+
+def drop_constant(binnings: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Binnings with at least two bins, and a warning for each observable left out (constant
+    on the truth, so no quantile binning and no statistics exist)."""
+    kept = {k: b for k, b in binnings.items() if b.n_bins >= 2}
+    gone = sorted({k.rsplit("/q", 1)[0] for k in binnings} - {k.rsplit("/q", 1)[0] for k in kept})
+    return kept, [f"observable {name} is constant on the truth: left out" for name in gone]
 
 
 def _mean_finite(values: Any) -> float:
@@ -48,7 +56,7 @@ def analyse_binning(
     edges: list[np.ndarray],
     fractions: np.ndarray,
     truth: np.ndarray,
-    train_fractions: np.ndarray,
+    train_fractions: np.ndarray | None,
     n_train: int,
     n_generated: np.ndarray | None,
     n_truth: float | None,
@@ -62,7 +70,8 @@ def analyse_binning(
             bins per axis, edges per axis).
         fractions: (K, s, B) per-draw bin fractions.
         truth: (B,) truth fractions (the binning is made from quantiles of this sample).
-        train_fractions: (K, B) bin fractions of the training sets.
+        train_fractions: (K, B) bin fractions of the training sets (None: unknown, e.g. a
+            generator trained elsewhere).
         n_train: training-set size n.
         n_generated: (K, s) events per draw, or None for noise-free bin probabilities.
         n_truth: size of the truth sample (None: exact truth).
@@ -118,16 +127,19 @@ def analyse_binning(
     closure = clo.to_dict()
     cc = clo.combined
     p = np.asarray(truth, np.float64) / np.sum(truth)
-    jsd_train = np.atleast_1d(np.asarray(stats.jsd(train_fractions, p), float))
-    dof = max(int(np.count_nonzero(p)) - 1, 1)
-    prec_j = 1.0 / np.asarray(stats.equivalent_sample_size(jsd_train, p).n_eq, float)
-    train_prec = prec_j - (0.0 if n_truth is None else 1.0 / n_truth)
-    train_eq = stats.invert_precision(train_prec, prec_j * np.sqrt(2.0 / dof))
+    jsd_train = n_eq_train = closer = None
+    if train_fractions is not None:  # None: a generator trained elsewhere
+        jsd_train = np.atleast_1d(np.asarray(stats.jsd(train_fractions, p), float))
+        dof = max(int(np.count_nonzero(p)) - 1, 1)
+        prec_j = 1.0 / np.asarray(stats.equivalent_sample_size(jsd_train, p).n_eq, float)
+        train_prec = prec_j - (0.0 if n_truth is None else 1.0 / n_truth)
+        n_eq_train = stats.invert_precision(train_prec, prec_j * np.sqrt(2.0 / dof))["n_prime"]
+        closer = np.atleast_1d(clo.jsd) < jsd_train
     closure.update(
         {
-            "jsd_train": jsd_train.tolist(),
-            "n_eq_train": np.asarray(train_eq["n_prime"], float).tolist(),
-            "generated_closer_than_train": (np.atleast_1d(clo.jsd) < jsd_train).tolist(),
+            "jsd_train": jsd_train,
+            "n_eq_train": n_eq_train,
+            "generated_closer_than_train": closer,
             "n_prime_mean": c["n_prime"],
             "n_prime_is_bound": c["is_bound"],
             "n_eq_mean": cc["n_eq"],
@@ -196,8 +208,10 @@ def _pct(v: float | None) -> str:
 
 
 def _interval(row: Mapping[str, Any]) -> str:
-    lo, hi = (("inf" if v is None else format(v, ".3g")) for v in
-              (row["amplification_low"], row["amplification_high"]))
+    lo, hi = (
+        ("inf" if v is None else format(v, ".3g"))
+        for v in (row["amplification_low"], row["amplification_high"])
+    )
     return f"[{lo}, {hi}]"
 
 
@@ -210,7 +224,8 @@ def format_summary(results: Mapping[str, Any]) -> str:
     )
     lines = [
         f"calamp results (n = {results['data']['n_train']} training events per network; "
-        "A = unbiased n'/n with its 68 % interval, A_paper = arXiv:2408.00838's Σ mean²/std²; noise = share of the "
+        "A = unbiased n'/n with its 68 % interval, A_paper = arXiv:2408.00838's Σ mean²/std²; "
+        "noise = share of the "
         "draw spread that is generation noise; floor = MAD of a calibrated posterior)",
         head,
         "-" * len(head),

@@ -337,28 +337,35 @@ def _draw_task(handle: Any, row: int, n_rows: int, chunks: tuple[int, int] | Non
     """Worker side of :func:`generate_histograms`: one draw (or a range of its event chunks)
     into a HistogramSet (1, n_rows) whose row ``row`` is filled."""
     from calamp.histograms import HistogramSet
-    from calamp.pipeline import _decode, _gen_context, _split_key, derive_seed, event_observables
+    from calamp.pipeline import (
+        decode_events,
+        derive_seed,
+        event_observables,
+        generation_context,
+        split_key,
+    )
 
     nd, lock = _cached_network(str(Path(handle.path).parent), handle.network)
     k, i = handle.network, handle.index
     hset = HistogramSet(binnings, 1, n_rows)
-    names = None if kind == "ring" else tuple({_split_key(key)[0] for key in binnings})
+    names = None if kind == "ring" else tuple({split_key(key)[0] for key in binnings})
     seed = derive_seed(cfg.seed, "generate", k, i)
-    ctx, e_inc = _gen_context(nd, cfg.generated, derive_seed(cfg.seed, "context", k, i))
-    g, size = int(cfg.generated), int(cfg.chunk_size)
+    ctx, e_inc = generation_context(nd, cfg.generated, derive_seed(cfg.seed, "context", k, i))
+    g = int(cfg.generated)
 
     def fill(chunk: np.ndarray, start: int) -> None:
         echunk = None if e_inc is None else e_inc[start:start + len(chunk)]
-        obs = event_observables(kind, _decode(kind, nd.features, chunk, echunk), names)
-        hset.fill(0, row, {key: obs[_split_key(key)[0]] for key in binnings})
+        obs = event_observables(kind, decode_events(kind, nd.features, chunk, echunk), names)
+        hset.fill(0, row, {key: obs[split_key(key)[0]] for key in binnings})
 
     with lock:  # one model object per worker process: draws take turns on its weights
         nd.model.set_eval_weights(nd.weights[i])
-        if chunks is None:  # the whole draw, exactly as fill_network does it
-            start = 0
-            for chunk in nd.model.sample_chunks(g, ctx, seed=seed, chunk_size=size):
-                fill(chunk, start)
-                start += len(chunk)
+        if chunks is None:  # the whole draw: the very code of fill_network
+            from calamp.pipeline import draw_events
+
+            for events in draw_events(cfg, nd, kind, i, g):
+                obs = event_observables(kind, events, names)
+                hset.fill(0, row, {key: obs[split_key(key)[0]] for key in binnings})
         else:  # generation block j is sample(., seed=fold_seed(stateless_seed(seed), j))
             from calamp.models.base import block_spans, fold_seed, stateless_seed
 

@@ -22,7 +22,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from calamp import __version__
 from calamp.analysis import format_summary, summary_rows
 from calamp.config import RunConfig
 from calamp.histograms import Binning, HistogramSet, quantile_binning, to_polar
-from calamp.io import CalampError, OutputExistsError, ShowerSet
+from calamp.io import CalampError, ShowerSet
 
 __all__ = [
     "Source",
@@ -313,7 +313,7 @@ def make_binnings(
     return out
 
 
-def _split_key(key: str) -> tuple[str, int]:
+def split_key(key: str) -> tuple[str, int]:
     name, q = key.rsplit("/q", 1)
     return name, int(q)
 
@@ -602,7 +602,10 @@ def _run_sampler(
 
     def energy(*b):
         xb, cb, sd = (b[0], None, b[1]) if len(b) == 2 else b
-        data = adversarial(xb, cb, seed=sd) * n if adversarial is not None else model.nll(xb, cb) * n
+        if adversarial is not None:
+            data = adversarial(xb, cb, seed=sd) * n
+        else:
+            data = model.nll(xb, cb) * n
         prior = 0.5 * inv_prior_var * tf.add_n([tf.reduce_sum(tf.square(v)) for v in variables])
         return data + tf.cast(prior, data.dtype)
 
@@ -657,7 +660,7 @@ def _incident(kind: str, train: Any) -> np.ndarray | None:
     return None if kind == "ring" else np.asarray(train.incident_energy, np.float32)
 
 
-def _decode(kind: str, feats: Any, chunk: np.ndarray, e_inc: np.ndarray | None) -> Any:
+def decode_events(kind: str, feats: Any, chunk: np.ndarray, e_inc: np.ndarray | None) -> Any:
     """Network features -> events: ring points, or showers at the given incident energies."""
     if kind == "ring":
         return feats.inverse(chunk)
@@ -668,7 +671,7 @@ def _decode(kind: str, feats: Any, chunk: np.ndarray, e_inc: np.ndarray | None) 
     return ShowerSet(images, e_inc, source="generated")
 
 
-def _gen_context(
+def generation_context(
     nd: NetworkDraws, n: int, seed: int
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Model context and incident energies (GeV) of n generated events, resampled together
@@ -681,6 +684,24 @@ def _gen_context(
     return ctx, None if nd.incident is None else nd.incident[idx]
 
 
+def draw_events(cfg: RunConfig, nd: NetworkDraws, kind: str, i: int, n: int) -> Iterator[Any]:
+    """The generated events of draw i of a network, decoded, in chunks of ``cfg.chunk_size``.
+
+    One code path for histogram filling, ``--write-samples`` and the dask tasks' whole-draw
+    mode: the seeds are ``("generate", k, i)`` (per event block) and ``("context", k, i)``,
+    so the first n events are the same for every n that is a multiple of the generation block
+    and for n = ``cfg.generated``.
+    """
+    nd.model.set_eval_weights(nd.weights[i])
+    seed = derive_seed(cfg.seed, "generate", nd.network, i)
+    ctx, e_inc = generation_context(nd, n, derive_seed(cfg.seed, "context", nd.network, i))
+    start = 0
+    for chunk in nd.model.sample_chunks(n, ctx, seed=seed, chunk_size=cfg.chunk_size):
+        echunk = None if e_inc is None else e_inc[start : start + len(chunk)]
+        start += len(chunk)
+        yield decode_events(kind, nd.features, chunk, echunk)
+
+
 def fill_network(
     cfg: RunConfig, nd: NetworkDraws, kind: str, binnings: Mapping[str, Binning]
 ) -> dict[str, Any]:
@@ -691,25 +712,14 @@ def fill_network(
         "wall_seconds": float}``.
     """
     hset = HistogramSet(binnings, 1, len(nd.weights))
-    names = tuple({_split_key(k)[0] for k in binnings})
+    names = tuple({split_key(k)[0] for k in binnings})
     mean_images = None
     t0 = time.perf_counter()
     bar = tqdm(total=len(nd.weights), disable=not cfg.progress, desc=f"generate net {nd.network}")
-    for i, w in enumerate(nd.weights):
-        nd.model.set_eval_weights(w)
-        seed = derive_seed(cfg.seed, "generate", nd.network, i)
-        ctx, e_inc = _gen_context(
-            nd, cfg.generated, derive_seed(cfg.seed, "context", nd.network, i)
-        )
-        start = 0
-        for chunk in nd.model.sample_chunks(
-            cfg.generated, ctx, seed=seed, chunk_size=cfg.chunk_size
-        ):
-            echunk = None if e_inc is None else e_inc[start : start + len(chunk)]
-            start += len(chunk)
-            events = _decode(kind, nd.features, chunk, echunk)
+    for i in range(len(nd.weights)):
+        for events in draw_events(cfg, nd, kind, i, cfg.generated):
             obs = event_observables(kind, events, None if kind == "ring" else names)
-            hset.fill(0, i, {key: obs[_split_key(key)[0]] for key in binnings})
+            hset.fill(0, i, {key: obs[split_key(key)[0]] for key in binnings})
             if kind == "showers":
                 if mean_images is None:
                     mean_images = np.zeros((len(nd.weights), *events.shape))
@@ -732,14 +742,16 @@ def write_samples(
     kind: str,
     n: int,
     *,
-    seed: int = 0,
+    cfg: RunConfig,
     overwrite: bool = False,
 ) -> Path:
     """Write ``n`` generated showers for every draw of every network to a ROOT file.
 
     The TTree ``showers`` has the dense ``energy`` layout of the input contract plus
     ``incident_energy`` and int32 ``network`` and ``draw`` branches, so an analysis can run its
-    own selection on every posterior draw and see the spread.
+    own selection on every posterior draw and see the spread, and ``calamp evaluate`` can
+    redo the statistics. The events are those of :func:`draw_events`: with
+    ``n = cfg.generated`` exactly the events behind the job's histograms.
     """
     from calamp import io
 
@@ -748,15 +760,11 @@ def write_samples(
         raise CalampError(msg)
     sets, net_idx, draw_idx = [], [], []
     for nd in networks:
-        for i, w in enumerate(nd.weights):
-            nd.model.set_eval_weights(w)
-            ctx, e_inc = _gen_context(
-                nd, n, derive_seed(seed, "context", nd.network, 10_000 + i)
-            )
-            x = np.asarray(nd.model.sample(n, ctx, seed=derive_seed(seed, "samples", nd.network, i)))
-            sets.append(_decode(kind, nd.features, x, e_inc))
-            net_idx.append(np.full(n, nd.network, np.int32))
-            draw_idx.append(np.full(n, i, np.int32))
+        for i in range(len(nd.weights)):
+            for events in draw_events(cfg, nd, kind, i, n):
+                sets.append(events)
+                net_idx.append(np.full(len(events), nd.network, np.int32))
+                draw_idx.append(np.full(len(events), i, np.int32))
     allsets = ShowerSet.concatenate(sets)
     return Path(
         io.write_showers(
@@ -795,7 +803,7 @@ def analyse(
     """
     from calamp.analysis import analyse_binning
 
-    name, nq = _split_key(key)
+    name, nq = split_key(key)
     k, s, _ = np.shape(fractions)
     g = np.full((k, s), float(cfg.generated)) if n_filled is None else np.asarray(n_filled)
     res = analyse_binning(
@@ -1048,18 +1056,27 @@ def run_job(
         t0 = time.perf_counter()
         names = None if source.kind == "ring" else tuple(cfg.observables)
         truth_obs = event_observables(source.kind, source.truth, names)
-        binnings = make_binnings(cfg, source.kind, truth_obs)
-        truth = {key: b.truth_fractions(truth_obs[_split_key(key)[0]]) for key, b in binnings.items()}
+        from calamp.analysis import drop_constant
+
+        binnings, constant = drop_constant(make_binnings(cfg, source.kind, truth_obs))
+        if not binnings:
+            msg = "every observable is constant on the truth: nothing to analyse"
+            raise CalampError(msg)
+        source.notes.setdefault("warnings", []).extend(constant)
+        truth = {
+            key: b.truth_fractions(truth_obs[split_key(key)[0]]) for key, b in binnings.items()
+        }
         train_obs = [event_observables(source.kind, t, names) for t in source.train_sets]
         train_fr = {
-            key: np.stack([b.fractions(o[_split_key(key)[0]]) for o in train_obs])
+            key: np.stack([b.fractions(o[split_key(key)[0]]) for o in train_obs])
             for key, b in binnings.items()
         }
         timings["binning_seconds"] = time.perf_counter() - t0
 
         if client is None:
             per_net = [
-                run_network(cfg, k, source, binnings, out, resume=resume) for k in range(cfg.networks)
+                run_network(cfg, k, source, binnings, out, resume=resume)
+                for k in range(cfg.networks)
             ]
         else:
             from calamp.distributed import map_networks
@@ -1073,6 +1090,7 @@ def run_job(
             "config": cfg.to_dict(),
             "seeds": {
                 "master": cfg.seed,
+                "coverage": derive_seed(cfg.seed, "coverage"),
                 "derivation": "numpy SeedSequence([seed, purpose, "
                 "network, draw]); purposes: " + ", ".join(_PURPOSES),
             },
@@ -1130,12 +1148,7 @@ def run_job(
                 for k in range(cfg.networks)
             ]
             write_samples(
-                out / "samples.root",
-                nets,
-                source.kind,
-                cfg.write_samples,
-                seed=cfg.seed,
-                overwrite=True,
+                out / "samples.root", nets, source.kind, cfg.write_samples, cfg=cfg, overwrite=True
             )
             timings["write_samples_seconds"] = time.perf_counter() - t0
         if cfg.plots:

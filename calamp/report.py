@@ -89,7 +89,7 @@ def make_figures(
             fr[0].mean(0),
             fr[0].std(0, ddof=1),
             xlabel="",
-            train=arrays[f"train/{key}"][0],
+            train=arrays[f"train/{key}"][0] if f"train/{key}" in arrays else None,
             ax=ax,
             ratio_ax=rax,
             model_label="Network 0: posterior mean ± std",

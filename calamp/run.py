@@ -106,7 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit code (0 ok, 2 bad input/option, 130 interrupted)."""
+    """Entry point; returns the process exit code (0 ok, 2 bad input/option, 130 interrupted).
+
+    ``calamp evaluate ...`` runs :func:`calamp.evaluate.main` on the remaining arguments.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["evaluate"]:
+        from calamp.evaluate import main as evaluate_main
+
+        return evaluate_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a malformed option (one line already printed)

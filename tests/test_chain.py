@@ -37,11 +37,17 @@ def _chain(regression, *, draws, thin, seed=3):
         r = yt - tf.linalg.matvec(xt, w)
         return 0.5 * tf.reduce_sum(r * r) + 0.5 * tf.reduce_sum(w * w)
 
-    sampler = AdamMCMC([w], energy, lr=0.02, sigma=0.15, sigma_delta=3.0, seed=seed,
-                       adapt_steps=RunConfig.burn_in)
+    sampler = AdamMCMC(
+        [w], energy, lr=0.02, sigma=0.15, sigma_delta=3.0, seed=seed, adapt_steps=RunConfig.burn_in
+    )
     return draw_posterior(
-        sampler, lambda step: (), draws=draws, burn_in=RunConfig.burn_in, thin=thin,
-        max_thin=RunConfig.max_thin, seed=seed,
+        sampler,
+        lambda step: (),
+        draws=draws,
+        burn_in=RunConfig.burn_in,
+        thin=thin,
+        max_thin=RunConfig.max_thin,
+        seed=seed,
     )
 
 

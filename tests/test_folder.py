@@ -34,12 +34,15 @@ def test_lock_keeps_a_second_run_out_and_is_released(tmp_path):
 def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     out = tmp_path / "res"
     out.mkdir()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     import socket
 
-    (out / LOCK).write_text(json.dumps({"host": socket.gethostname(),
-                                        "pid": int(dead.stdout)}))
+    (out / LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout)}))
     with _folder(out):
         assert json.loads((out / LOCK).read_text())["pid"] == os.getpid()
 

@@ -129,8 +129,10 @@ def test_noise_correction_with_unequal_draw_sizes() -> None:
     p = np.full(50, 0.02)
     q = rng.multinomial(n, p, size=5) / n
     v = np.stack(
-        [[rng.multinomial(g[k, i], rng.multinomial(n, q[k]) / n) / g[k, i] for i in range(s)]
-         for k in range(5)]
+        [
+            [rng.multinomial(g[k, i], rng.multinomial(n, q[k]) / n) / g[k, i] for i in range(s)]
+            for k in range(5)
+        ]
     )
     a = amplification(v, g, truth=p)
     assert abs(a.combined["precision"] * n - 1) < 4 * a.combined["precision_err"] * n

@@ -63,7 +63,9 @@ def effective_sample_size(x: np.ndarray, *, chains: int = 1) -> np.ndarray:
         )
         const = const.all(axis=0)
     else:
-        ess = _quiet(tfp.mcmc.effective_sample_size, tf.constant(arr), filter_beyond_positive_pairs=True)
+        ess = _quiet(
+            tfp.mcmc.effective_sample_size, tf.constant(arr), filter_beyond_positive_pairs=True
+        )
     # Geyer's estimate is positive for a valid autocovariance; a non-positive value (a very
     # short or numerically constant series) carries no information
     return np.where(const | ~(ess > 0), np.nan, ess)

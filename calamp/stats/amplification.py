@@ -233,7 +233,9 @@ def amplification(
         noise=squeeze_k(np.stack([r["noise"] for r in nets]), squeeze),
         masked=masked,
         combined=combined,
-        per_bin_combined=np.where(bin_prec > 0, 1.0 / np.where(bin_prec > 0, bin_prec, 1.0), np.nan),
+        per_bin_combined=np.where(
+            bin_prec > 0, 1.0 / np.where(bin_prec > 0, bin_prec, 1.0), np.nan
+        ),
         n_draws=s,
         n_generated=None if g is None else float(g.mean()),
     )

@@ -189,7 +189,9 @@ class EquivalentSampleSize:
 _MAX_SIZE = 1e13
 
 
-def equivalent_sample_size(jsd_value: float | np.ndarray, truth: np.ndarray) -> EquivalentSampleSize:
+def equivalent_sample_size(
+    jsd_value: float | np.ndarray, truth: np.ndarray
+) -> EquivalentSampleSize:
     """Invert the exact E[JSD](n) (:func:`expected_jsd`) by log-log interpolation on a grid of
     24 sizes per decade around the leading-order guess n ≈ (B - 1)/(8 JSD).
 
@@ -232,21 +234,36 @@ def equivalent_sample_size(jsd_value: float | np.ndarray, truth: np.ndarray) -> 
 
 
 def verdict(
-    p_amp: float, err_amp: float, p_eq: float, err_eq: float, *, amp_bound: bool, eq_bound: bool
+    p_amp: float,
+    err_amp: float,
+    p_eq: float,
+    *,
+    p_known: float,
+    dof: int,
+    amp_bound: bool,
+    eq_bound: bool,
 ) -> tuple[str, float]:
-    """Closure verdict from the two precision estimates (1/n' and 1/n_eq) and their errors.
+    """Closure verdict: is the posterior mean as far from the truth as n' says?
 
-    "n' too high (over-confident)" when 1/n_eq exceeds 1/n' by more than ``Z_VERDICT`` errors
-    and n'/n_eq is above ``RATIO_OK`` (or n' unbounded); "n' too low (under-confident)" the other
-    way round; "inconclusive" when either side is only a bound and the two are compatible;
+    Under calibration the total precision seen by the JSD, P_obs = 1/n_eq + ``p_known``
+    (``p_known``: the truth sample's 1/N and the finite draws' share), scatters around
+    P_pred = 1/n' + ``p_known`` like a χ² of ``dof`` degrees of freedom over ``dof``. With
+    R = P_obs/P_pred, z = log R / √(2/dof + (σ_n'/P_pred)²) (σ_n' the error of 1/n'; the log
+    makes the χ² nearly symmetric). "n' too high (over-confident)" when z > ``Z_VERDICT`` and
+    n'/n_eq is above ``RATIO_OK`` (or n' unbounded); "n' too low (under-confident)" the other way
+    round; "inconclusive" when either side is only a bound and the two are compatible;
     "closes" otherwise.
 
     Returns:
-        (verdict, z) with z = (1/n_eq - 1/n') / combined error.
+        (verdict, z).
     """
-    sigma = float(np.hypot(err_amp, err_eq))
-    z = (p_eq - p_amp) / sigma if sigma > 0 else (np.inf if p_eq != p_amp else 0.0)
-    z = float(np.sign(z) * min(abs(z), 1e6)) if np.isfinite(z) or np.isinf(z) else 0.0
+    pred = max(p_amp, 0.0) + p_known
+    obs = max(p_eq, 0.0) + p_known
+    if not (pred > 0 and obs > 0):
+        z = 0.0
+    else:
+        sigma = float(np.sqrt(2.0 / max(dof, 1) + (err_amp / pred) ** 2))
+        z = float(np.log(obs / pred) / sigma)
     ratio = p_eq / p_amp if p_amp > 0 else np.inf  # = n'/n_eq
     if z > Z_VERDICT and not ratio <= RATIO_OK[1]:
         return "n' too high (over-confident)", z
@@ -362,7 +379,8 @@ def closure(
             amp["precision"],
             amp["precision_err"],
             c_prec,
-            float(c_err),
+            p_known=truth_prec + float(p_draws.mean()),
+            dof=k * dof,
             amp_bound=amp["is_bound"],
             eq_bound=combined["is_bound"],
         )
