@@ -23,4 +23,5 @@ def test_calomplify_notebook_executes(tmp_path, monkeypatch):
         o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
     )
     assert "n' = " in outputs and "JSD closure" in outputs and "verdict" in outputs
+    assert "evaluate e_total/q5: n' = " in outputs
     assert (tmp_path / "calomplify_notebook.root").is_file()
