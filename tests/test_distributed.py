@@ -85,9 +85,9 @@ def test_per_draw_generation_equals_fill_network(client, runs):
 
     from calamp.models.base import SEED_BLOCK
 
-    cfg, root, _, _ = runs
+    job_cfg, root, _, _ = runs
     # more events than one generation block, so a draw splits into several block tasks
-    cfg = dataclasses.replace(cfg, generated=2 * SEED_BLOCK + 100)
+    cfg = dataclasses.replace(job_cfg, generated=2 * SEED_BLOCK + 100)
     store = root / "workers" / "draws"
     truth_obs = pipeline.event_observables("ring", pipeline.prepare_source(cfg).truth)
     binnings = pipeline.make_binnings(cfg, "ring", truth_obs)
@@ -106,9 +106,10 @@ def test_per_draw_generation_equals_fill_network(client, runs):
                                               draws=[2, 0])
     for key, c in ref["counts"].items():
         np.testing.assert_array_equal(counts[key], c[[2, 0]])
-    # and the same counts as the job's own partial file
+    # and, at the job's own settings, the same counts as the job's partial file
+    job_ref = pipeline.fill_network(job_cfg, nd, "ring", binnings)
     with np.load(root / "workers" / "partial" / "net1.npz") as part:
-        np.testing.assert_array_equal(part["counts/r/q3"], ref["counts"]["r/q3"])
+        np.testing.assert_array_equal(part["counts/r/q3"], job_ref["counts"]["r/q3"])
 
 
 def test_bad_scheduler_address_fails_fast(tmp_path, monkeypatch, capsys):
