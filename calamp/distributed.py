@@ -2,14 +2,14 @@
 
 Plain ``distributed`` futures, no dask collections:
 
-* :func:`map_networks` — the K independent networks (:func:`calamp.pipeline.run_network`), one
-  task each; the :class:`~calamp.pipeline.Source` is scattered once, results come back in
+* :func:`map_networks` — the K independent networks (:func:`calamp.posterior.run_network`), one
+  task each; the :class:`~calamp.sources.Source` is scattered once, results come back in
   network order.
 * :func:`generate_histograms` — generation of one stored network spread over draws (and,
   optionally, event chunks): tasks get :class:`~calamp.bayes.store.DrawHandle` tokens (a path
   and indices, never a pickled model), rebuild the generator from the draw store, fill a
   :class:`~calamp.histograms.HistogramSet` with the same seeds as
-  :func:`~calamp.pipeline.fill_network`, and the partial sets are summed exactly (integer
+  :func:`~calamp.posterior.fill_network`, and the partial sets are summed exactly (integer
   ``+``) in a tree reduction, as coffea's DaskExecutor does.
 * :func:`read_showers_dask` — lazy reading of large ROOT inputs with ``uproot.dask`` (optional
   extra ``calamp[dask-io]``).
@@ -253,8 +253,8 @@ def _prepare_workers(client: Any, threads: int) -> None:
 # ------------------------------------------------------------------------------------------------
 def _network_task(k: int, cfg: Any, source: Any, binnings: Mapping[str, Any], out: str,
                   resume: bool) -> dict[str, Any]:
-    """Worker side of :func:`map_networks`: one :func:`~calamp.pipeline.run_network`."""
-    from calamp import pipeline
+    """Worker side of :func:`map_networks`: one :func:`~calamp.posterior.run_network`."""
+    from calamp.posterior import run_network
 
     folder = Path(out)
     from calamp.folder import MARKER
@@ -263,18 +263,18 @@ def _network_task(k: int, cfg: Any, source: Any, binnings: Mapping[str, Any], ou
         msg = (f"dask worker {socket.gethostname()}: results folder {folder} is not visible "
                "here; --out must be on a filesystem shared by client and workers")
         raise CalampError(msg)
-    return pipeline.run_network(cfg, k, source, binnings, folder, resume=resume)
+    return run_network(cfg, k, source, binnings, folder, resume=resume)
 
 
 def map_networks(client: Any, cfg: Any, source: Any, binnings: Mapping[str, Any],
                  out: str | Path, *, resume: bool = False, threads: int = 1
                  ) -> list[dict[str, Any]]:
-    """Run :func:`~calamp.pipeline.run_network` for k = 0..K-1 on dask workers.
+    """Run :func:`~calamp.posterior.run_network` for k = 0..K-1 on dask workers.
 
     Args:
         client: a ``distributed.Client``.
         cfg: the :class:`~calamp.config.RunConfig` (``cfg.networks`` tasks).
-        source: the :class:`~calamp.pipeline.Source`; scattered to the cluster once.
+        source: the :class:`~calamp.sources.Source`; scattered to the cluster once.
         binnings: ``"OBS/qN"`` -> binning.
         out: the results folder, already created by the client; it must be visible to every
             worker under the same absolute path (draws, partial counts and checkpoints go there).
@@ -314,7 +314,7 @@ _cache_lock = threading.Lock()
 
 def _cached_network(store_root: str, k: int) -> tuple[Any, threading.Lock]:
     """Network k of a store, rebuilt once per worker process (until its files change)."""
-    from calamp.pipeline import load_network
+    from calamp.posterior import load_network
 
     stem = Path(store_root) / f"network_{k:04d}"
     try:
@@ -337,13 +337,9 @@ def _draw_task(handle: Any, row: int, n_rows: int, chunks: tuple[int, int] | Non
     """Worker side of :func:`generate_histograms`: one draw (or a range of its event chunks)
     into a HistogramSet (1, n_rows) whose row ``row`` is filled."""
     from calamp.histograms import HistogramSet
-    from calamp.pipeline import (
-        decode_events,
-        derive_seed,
-        event_observables,
-        generation_context,
-        split_key,
-    )
+    from calamp.posterior import generation_context
+    from calamp.seeds import derive_seed
+    from calamp.sources import decode_events, event_observables, split_key
 
     nd, lock = _cached_network(str(Path(handle.path).parent), handle.network)
     k, i = handle.network, handle.index
@@ -361,7 +357,7 @@ def _draw_task(handle: Any, row: int, n_rows: int, chunks: tuple[int, int] | Non
     with lock:  # one model object per worker process: draws take turns on its weights
         nd.model.set_eval_weights(nd.weights[i])
         if chunks is None:  # the whole draw: the very code of fill_network
-            from calamp.pipeline import draw_events
+            from calamp.posterior import draw_events
 
             for events in draw_events(cfg, nd, kind, i, g):
                 obs = event_observables(kind, events, names)
@@ -401,7 +397,7 @@ def generate_histograms(client: Any, store_root: str | Path, network: int, cfg: 
 
     Tasks receive draw handles (store path, network, draw index); each worker rebuilds the
     generator from the store once and fills a :class:`~calamp.histograms.HistogramSet` with
-    the per-draw seeds of :func:`~calamp.pipeline.fill_network`
+    the per-draw seeds of :func:`~calamp.posterior.fill_network`
     (``derive_seed(cfg.seed, "generate", k, i)``, context ``derive_seed(cfg.seed, "context",
     k, i)``). Partial sets are summed exactly in a tree reduction, so the counts equal
     ``fill_network``'s for the same seeds, however the work is split.

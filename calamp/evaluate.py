@@ -585,8 +585,7 @@ def _write(
     protect: tuple,
 ) -> None:
     from calamp.folder import ResultsFolder, input_fingerprint
-    from calamp.outputs import write_json, write_root
-    from calamp.pipeline import root_records
+    from calamp.outputs import root_records, write_json, write_root
 
     first = protect[0] if protect and Path(protect[0]).is_file() else None
     with ResultsFolder(

@@ -1,6 +1,6 @@
 """Write results: ``results.json`` (every number) and ``results.root`` (hist objects via uproot).
 
-I/O only: the numbers come from :mod:`calamp.pipeline`. ROOT layout, per observable ``OBS`` and
+I/O only: the numbers come from :mod:`calamp.job`. ROOT layout, per observable ``OBS`` and
 number of quantile bins ``N`` (directory ``OBS/qN``):
 
 - ``truth`` — truth bin fractions (TH1D);
@@ -27,7 +27,7 @@ import hist
 import numpy as np
 import uproot
 
-__all__ = ["to_jsonable", "write_json", "write_root"]
+__all__ = ["root_records", "to_jsonable", "write_json", "write_root"]
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -77,7 +77,7 @@ def write_root(path: str | Path, records: list[Mapping[str, Any]]) -> Path:
 
     A record is a mapping with ``path`` ("OBS/qN"), ``edges`` ((B+1,) finite edges, or None for
     a flattened grid), ``label``, ``truth`` (B,), ``draws`` (K, s, B) fractions and
-    ``amp_per_bin`` (B,) (see :func:`calamp.pipeline.root_records`).
+    ``amp_per_bin`` (B,) (see :func:`root_records`).
 
     The caller guarantees that overwriting is allowed (the results folder is fresh or
     ``--overwrite`` was given).
@@ -110,3 +110,24 @@ def write_root(path: str | Path, records: list[Mapping[str, Any]]) -> Path:
             )
             f[f"{rec['path']}/amplification"] = ha
     return path
+
+
+def root_records(
+    results: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
+) -> list[dict[str, Any]]:
+    """What :func:`write_root` writes, from ``results.json``'s dict and ``results.npz``'s arrays."""
+    records = []
+    for key, b in results["binnings"].items():
+        records.append(
+            {
+                "path": key,
+                "edges": b["edges"][0] if len(b["shape"]) == 1 else None,
+                "label": key,
+                "truth": np.asarray(b["truth"], float),
+                "draws": arrays[f"fractions/{key}"],
+                "amp_per_bin": np.asarray(
+                    [np.nan if v is None else v for v in b["amplification"]["per_bin_mean"]], float
+                ),
+            }
+        )
+    return records

@@ -1,6 +1,6 @@
 """Figures of a finished job, made only from its results (``results.json`` + ``results.npz``).
 
-``make_figures(results, arrays, folder)`` is called at the end of :func:`calamp.pipeline.run_job`;
+``make_figures(results, arrays, folder)`` is called at the end of :func:`calamp.job.run_job`;
 ``python -m calamp.report RESULTS_FOLDER`` redraws them later without touching the networks.
 """
 
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"calamp: error: {folder} has no results.json/results.npz", file=sys.stderr)
         return 2
     if reanalyse:
-        from calamp.pipeline import reanalyse as _reanalyse
+        from calamp.job import reanalyse as _reanalyse
 
         _reanalyse(folder, plots=False)
     results, arrays = load_results(folder)

@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("no input file given (pass FILE.root or --toy ring)")
         if args.input is not None and cfg.toy is not None:
             raise ConfigError(f"give either an input file or --toy {cfg.toy}, not both")
-        from calamp.pipeline import run_job
+        from calamp.job import run_job
 
         run_job(
             cfg,

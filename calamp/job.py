@@ -1,0 +1,382 @@
+"""The whole job: sources -> networks (locally or on dask) -> statistics -> outputs -> report.
+
+``run_job(config, input_path, out)`` is what ``python -m calamp.run`` calls; ``reanalyse``
+recomputes the statistics of a finished job from its stored histograms. Nothing imports this
+module but the command line and the :mod:`calamp.pipeline` facade.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calamp import __version__
+from calamp.analysis import format_summary, summary_rows
+from calamp.config import RunConfig
+from calamp.histograms import Binning
+from calamp.io import CalampError, ShowerSet
+from calamp.outputs import root_records
+from calamp.posterior import load_network, oracle_network, run_network, write_samples
+from calamp.seeds import PURPOSES, derive_seed
+from calamp.sources import Source, event_observables, make_binnings, prepare_source, split_key
+
+__all__ = [
+    "analyse",
+    "chain_diagnostics",
+    "estimate_seconds",
+    "reanalyse",
+    "run_job",
+]
+
+
+def analyse(
+    cfg: RunConfig,
+    key: str,
+    binning: Binning,
+    fractions: np.ndarray,
+    truth: np.ndarray,
+    train_fractions: np.ndarray,
+    n_train: int,
+    *,
+    n_filled: np.ndarray | None = None,
+    n_truth: float | None = None,
+) -> dict[str, Any]:
+    """All statistics of one observable binning (:func:`calamp.analysis.analyse_binning`).
+
+    Args:
+        fractions: (K, s, B) per-draw bin fractions.
+        truth: (B,) truth bin probabilities.
+        train_fractions: (K, B) bin fractions of the training sets.
+        n_train: training-set size n.
+        n_filled: (K, s) events per draw (default: ``cfg.generated`` each).
+        n_truth: size of the truth sample behind ``truth`` (None: exact).
+    """
+    from calamp.analysis import analyse_binning
+
+    name, nq = split_key(key)
+    k, s, _ = np.shape(fractions)
+    g = np.full((k, s), float(cfg.generated)) if n_filled is None else np.asarray(n_filled)
+    res = analyse_binning(
+        name=name,
+        n_quantiles=nq,
+        shape=tuple(binning.shape),
+        edges=list(binning.edges),
+        fractions=fractions,
+        truth=truth,
+        train_fractions=train_fractions,
+        n_train=n_train,
+        n_generated=g,
+        n_truth=n_truth,
+        n_boot=cfg.bootstrap,
+        seed=derive_seed(cfg.seed, "coverage"),
+    )
+    if cfg.method in _CHAIN_METHODS and s >= 4:
+        res["chain"] = chain_diagnostics(np.asarray(fractions))
+    return res
+
+
+_CHAIN_METHODS = ("adammcmc", "sgld", "sghmc")
+
+
+def chain_diagnostics(fractions: np.ndarray) -> dict[str, Any]:
+    """ESS and split-R̂ of the per-bin histogram values along each network's chain.
+
+    Args:
+        fractions: (K, s, B) bin fractions, draws in chain order.
+
+    Returns:
+        ``{"ess_min": [K], "ess_median": [K], "rhat_max": [K], "warning": str | None}``
+        (minimum/median over bins; the warning names the worst network).
+    """
+    from calamp.bayes.diagnostics import chain_summary, warning_for
+
+    k, s, _ = fractions.shape
+    rows = [chain_summary(fractions[i]) for i in range(k)]
+    warnings = [warning_for(r, s) for r in rows]
+    worst = next((f"network {i}: {w}" for i, w in enumerate(warnings) if w), None)
+    return {
+        "ess_min": [r["ess_min"] for r in rows],
+        "ess_median": [r["ess_median"] for r in rows],
+        "rhat_max": [r["rhat_max"] for r in rows],
+        "warning": worst,
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# the whole job
+# ------------------------------------------------------------------------------------------------
+def _versions() -> dict[str, str]:
+    import awkward
+    import boost_histogram
+    import hist
+    import mplhep
+    import scipy
+    import uproot
+
+    from calamp._tf import tf, tf_keras, tfp
+
+    return {
+        "calamp": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "tensorflow": tf.__version__,
+        "tensorflow_probability": tfp.__version__,
+        "tf_keras": tf_keras.__version__,
+        "uproot": uproot.__version__,
+        "awkward": awkward.__version__,
+        "boost_histogram": boost_histogram.__version__,
+        "hist": hist.__version__,
+        "mplhep": mplhep.__version__,
+    }
+
+
+def estimate_seconds(cfg: RunConfig, n_train: int, dim: int) -> float:
+    """Rough wall time on 2 CPU cores (order of magnitude; printed at start).
+
+    Per-step and per-event costs measured on this project's 2-core reference machine
+    (benchmarks/RESULTS.md): a training step scales with batch size and event dimension, a
+    generated event with the event dimension; AdamMCMC steps cost about three training steps.
+    """
+    scale = max(1.0, dim / 10)
+    step = {"flow": 2.5e-5, "maf": 2.5e-5, "cnf": 2e-6, "gan": 1e-5}[cfg.model]
+    step *= cfg.batch_size * scale * (cfg.hidden / 64) ** 0.5 + 2e-3
+    gen = {"flow": 1e-5, "maf": 1e-4, "cnf": 1e-5, "gan": 2e-6}[cfg.model] * scale
+    if cfg.method == "oracle":
+        step, gen = 0.0, 1e-6
+    steps = cfg.train_steps * (cfg.draws if cfg.method == "ensemble" else 1)
+    if cfg.method in ("adammcmc", "sgld", "sghmc"):
+        steps += cfg.effective_mcmc_steps * (3 if cfg.method == "adammcmc" else 1)
+    per_net = steps * step + cfg.draws * cfg.generated * (gen + 2e-6 * scale)
+    return cfg.networks * per_net + 20.0
+
+
+def run_job(
+    cfg: RunConfig,
+    input_path: str | Path | None = None,
+    out: str | Path = "calamp-results",
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    showers: ShowerSet | None = None,
+    client: Any = None,
+) -> dict[str, Any]:
+    """Run the whole job and write ``results.json``, ``results.root``, ``results.npz`` and
+    figures to ``out``. Returns the results dictionary (as written to JSON).
+
+    Args:
+        cfg: the configuration.
+        input_path: shower ROOT file (not needed for ``cfg.toy``).
+        out: results folder (created; never replaced without ``overwrite``).
+        resume: continue an interrupted run in ``out`` (same options).
+        showers: a ShowerSet to use instead of reading ``input_path`` (Python API).
+        client: a ``dask.distributed.Client`` (or use ``cfg.scheduler``) to run networks on
+            workers; ``None`` runs everything in this process.
+    """
+    from calamp.outputs import write_json
+
+    t_start = time.perf_counter()
+    out = Path(out)
+    own_client = None
+    if cfg.scheduler is not None and client is None:  # fail fast (one line) on a bad address
+        from calamp.distributed import connect
+
+        client = own_client = connect(cfg.scheduler)
+    source = prepare_source(cfg, input_path, showers)
+    from calamp.folder import ResultsFolder, input_fingerprint
+
+    options = {k: getattr(cfg, k) for k in ("tree", "branch", "incident_branch", "toy")}
+    folder = ResultsFolder(
+        out,
+        config=cfg.to_dict(),
+        fingerprint=input_fingerprint(input_path, options),
+        overwrite=overwrite,
+        resume=resume,
+        protect=() if input_path is None else (input_path,),
+    )
+    folder.open()
+    try:
+        dim = 2 if source.kind == "ring" else int(np.prod(source.train_sets[0].shape)) + 1
+        est = estimate_seconds(cfg, source.n_train, dim)
+        print(
+            f"calamp: {cfg.networks} networks x {cfg.draws} draws x {cfg.generated} events, "
+            f"model {cfg.model}, method {cfg.method}; estimated time ~{est / 60:.0f} min "
+            f"({est:.0f} s) on 2 CPU cores",
+            file=sys.stderr,
+        )
+        timings: dict[str, float] = {}
+
+        t0 = time.perf_counter()
+        names = None if source.kind == "ring" else tuple(cfg.observables)
+        truth_obs = event_observables(source.kind, source.truth, names)
+        from calamp.analysis import drop_constant
+
+        binnings, constant = drop_constant(make_binnings(cfg, source.kind, truth_obs))
+        if not binnings:
+            msg = "every observable is constant on the truth: nothing to analyse"
+            raise CalampError(msg)
+        source.notes.setdefault("warnings", []).extend(constant)
+        truth = {
+            key: b.truth_fractions(truth_obs[split_key(key)[0]]) for key, b in binnings.items()
+        }
+        train_obs = [event_observables(source.kind, t, names) for t in source.train_sets]
+        train_fr = {
+            key: np.stack([b.fractions(o[split_key(key)[0]]) for o in train_obs])
+            for key, b in binnings.items()
+        }
+        timings["binning_seconds"] = time.perf_counter() - t0
+
+        if client is None:
+            per_net = [
+                run_network(cfg, k, source, binnings, out, resume=resume)
+                for k in range(cfg.networks)
+            ]
+        else:
+            from calamp.distributed import map_networks
+
+            per_net = map_networks(client, cfg, source, binnings, out, resume=resume)
+
+        t0 = time.perf_counter()
+        results: dict[str, Any] = {
+            "calamp_version": __version__,
+            "versions": _versions(),
+            "config": cfg.to_dict(),
+            "seeds": {
+                "master": cfg.seed,
+                "coverage": derive_seed(cfg.seed, "coverage"),
+                "derivation": "numpy SeedSequence([seed, purpose, "
+                "network, draw]); purposes: " + ", ".join(PURPOSES),
+            },
+            "data": {
+                **source.notes,
+                "kind": source.kind,
+                "n_train": source.n_train,
+                "n_networks": cfg.networks,
+                "n_draws": cfg.draws,
+                "n_generated_per_draw": cfg.generated,
+                "n_truth": _truth_size(source),
+            },
+            "networks": [pn["info"] for pn in per_net],
+            "binnings": {},
+        }
+        arrays: dict[str, np.ndarray] = {}
+        for key, b in binnings.items():
+            counts = np.stack([pn["counts"][key] for pn in per_net]).astype(np.float64)
+            n_filled = np.stack([pn["n_filled"] for pn in per_net]).astype(np.float64)
+            fractions = counts / n_filled[:, :, None]
+            res = analyse(
+                cfg,
+                key,
+                b,
+                fractions,
+                truth[key],
+                train_fr[key],
+                source.n_train,
+                n_filled=n_filled,
+                n_truth=_truth_size(source),
+            )
+            results["binnings"][key] = res
+            arrays["n_filled"] = n_filled
+            arrays[f"fractions/{key}"] = fractions
+            arrays[f"truth/{key}"] = truth[key]
+            arrays[f"train/{key}"] = train_fr[key]
+        if source.kind == "showers" and per_net[0]["mean_image"] is not None:
+            arrays["mean_image"] = np.stack([pn["mean_image"] for pn in per_net])
+            arrays["truth_mean_image"] = source.truth.energy.mean(axis=0)
+        timings["statistics_seconds"] = time.perf_counter() - t0
+        results["summary"] = summary_rows(results)
+
+        from calamp.outputs import write_root
+
+        np.savez_compressed(out / "results.npz", **arrays)
+        write_root(out / "results.root", root_records(results, arrays))
+        results["timings"] = timings
+        write_json(out / "results.json", results)  # the numbers are safe before samples/plots
+        if cfg.write_samples > 0 and source.kind == "showers":
+            t0 = time.perf_counter()
+            nets = [  # the oracle is rebuilt (it is its training data, nothing is stored)
+                oracle_network(cfg, k, source)
+                if cfg.method == "oracle"
+                else load_network(out / "draws", k)
+                for k in range(cfg.networks)
+            ]
+            write_samples(
+                out / "samples.root", nets, source.kind, cfg.write_samples, cfg=cfg, overwrite=True
+            )
+            timings["write_samples_seconds"] = time.perf_counter() - t0
+        if cfg.plots:
+            t0 = time.perf_counter()
+            from calamp.report import make_figures
+
+            results["figures"] = [
+                str(p.relative_to(out)) for p in make_figures(results, arrays, out / "figures")
+            ]
+            timings["plot_seconds"] = time.perf_counter() - t0
+        timings["total_seconds"] = time.perf_counter() - t_start
+        results["timings"] = timings
+        write_json(out / "results.json", results)
+        print(format_summary(results), file=sys.stderr)
+        return results
+    finally:
+        folder.close()
+        if own_client is not None:
+            own_client.close()
+
+
+def _truth_size(source: Source) -> float:
+    """Events in the truth sample (its quantiles define the bins; it enters as finite)."""
+    return float(len(source.truth))
+
+
+def reanalyse(out: str | Path, *, plots: bool | None = None) -> dict[str, Any]:
+    """Recompute every statistic of a finished job from its stored histograms.
+
+    Reads ``results.json`` (configuration, binnings) and ``results.npz`` (per-draw fractions,
+    truth and training fractions), reruns :func:`analyse` with the current code, and rewrites
+    ``results.json``, ``results.root`` and (unless ``plots=False``) the figures. No network is
+    retrained and no event regenerated.
+    """
+    from calamp.config import make_config
+    from calamp.histograms import QuantileBinning
+    from calamp.outputs import write_json, write_root
+
+    out = Path(out)
+    results = json.loads((out / "results.json").read_text())
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    cfg = make_config({k: v for k, v in results["config"].items() if k in known})
+    with np.load(out / "results.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    n_train = results["data"]["n_train"]
+    for key, b in list(results["binnings"].items()):
+        binning = QuantileBinning(
+            tuple(np.asarray(e, float) for e in b["edges"]),
+            tuple(f"x{a}" for a in range(len(b["edges"]))),
+        )
+        results["binnings"][key] = analyse(
+            cfg,
+            key,
+            binning,
+            arrays[f"fractions/{key}"],
+            arrays[f"truth/{key}"],
+            arrays[f"train/{key}"],
+            n_train,
+            n_filled=arrays.get("n_filled"),
+            n_truth=results["data"].get("n_truth"),
+        )
+    results["summary"] = summary_rows(results)
+    write_root(out / "results.root", root_records(results, arrays))
+    if cfg.plots if plots is None else plots:
+        from calamp.report import make_figures
+
+        results["figures"] = [
+            str(p.relative_to(out)) for p in make_figures(results, arrays, out / "figures")
+        ]
+    write_json(out / "results.json", results)
+    return results
