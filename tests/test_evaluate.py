@@ -187,3 +187,20 @@ def test_unequal_draw_sizes_are_stated(truth):
     res = evaluate(items, truth, n_train=M, observables=("e_total",), n_quantiles=(5,),
                    plots=False)
     assert any("different numbers of events" in w for w in res["data"]["warnings"])
+
+
+def test_hdf5_folder_layout_with_flat_voxels(tmp_path, truth):
+    folder = tmp_path / "challenge"
+    items = list(_draws(1.0, s=3))
+    for k, i, e, inc in items:
+        (folder / f"network_{k}").mkdir(parents=True, exist_ok=True)
+        with h5py.File(folder / f"network_{k}" / f"draw_{i}.h5", "w") as f:
+            f["showers"] = e.reshape(len(e), -1)  # CaloChallenge: flat voxel vectors
+            f["incident_energies"] = inc[:, None]
+    code = main([str(folder), "--truth", "simulator", "--truth-events", "20000", "--n-train",
+                 str(M), "--shape", "10,10", "--out", str(tmp_path / "o"), "--no-plots",
+                 "--observables", "e_total,x_width", "--n-quantiles", "5"])
+    assert code == 0
+    res = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert res["data"]["n_networks"] == K and res["data"]["n_draws"] == 3
+    assert "simulator" in res["config"]["truth"]

@@ -221,3 +221,25 @@ def test_tiny_training_sets_are_warned_about(tmp_path, small_file, capsys):
     assert main([str(small_file), "--out", str(tmp_path / "o"), "--n-train", "20",
                  *QUICK_ORACLE]) == 0
     assert "only 20 training events per network" in capsys.readouterr().err
+
+
+def test_images_that_are_not_a_grid(tmp_path, capsys):
+    import numpy as np
+    import uproot
+
+    path = tmp_path / "flat.root"
+    with uproot.recreate(path) as f:
+        f.mktree("showers", {"energy": ("float32", (1, 100)), "incident_energy": "float32"})
+        f["showers"].extend({"energy": np.ones((300, 1, 100), np.float32),
+                             "incident_energy": np.full(300, 50.0, np.float32)})
+    assert main([str(path), "--out", str(tmp_path / "o"), *QUICK_ORACLE]) == 2
+    assert "shape (1, 100)" in _err_line(capsys)
+    assert not (tmp_path / "o").exists()  # checked before any folder is made
+
+
+def test_simulator_truth_on_a_foreign_file_is_warned_about(tmp_path, small_file, capsys):
+    assert main([str(small_file), "--out", str(tmp_path / "o"), "--truth", "simulator",
+                 *QUICK_ORACLE]) == 0
+    assert "which calamp.simulate did not make" in capsys.readouterr().err
+    res = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert res["data"]["truth_is_exact"] is False
