@@ -16,7 +16,6 @@ values); multi-dimensional grids (the ring's (r, φ)) use the flattened bin inde
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -27,32 +26,26 @@ import hist
 import numpy as np
 import uproot
 
+from calamp.stats.arrays import jsonable
+
 __all__ = ["root_records", "to_jsonable", "write_json", "write_root"]
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Convert numpy scalars/arrays, dataclasses with ``to_dict`` and paths to JSON types.
+    """JSON types from numpy scalars/arrays, objects with ``to_dict``, mappings and paths.
 
-    Non-finite floats become ``None`` (JSON has no NaN/inf).
+    Non-finite floats become ``None`` (JSON has no NaN/inf); the conversion of arrays and
+    numbers is :func:`calamp.stats.arrays.jsonable`, the one converter of the package.
     """
     if hasattr(obj, "to_dict") and callable(obj.to_dict):
         return to_jsonable(obj.to_dict())
     if isinstance(obj, Mapping):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
+    if isinstance(obj, list | tuple):
         return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
     if isinstance(obj, Path):
         return str(obj)
-    return obj
+    return jsonable(obj)
 
 
 def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:

@@ -108,13 +108,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code (0 ok, 2 bad input/option, 130 interrupted).
 
-    ``calamp evaluate ...`` runs :func:`calamp.evaluate.main` on the remaining arguments.
+    ``calamp evaluate|report|simulate ...`` run :func:`calamp.evaluate.main`,
+    :func:`calamp.report.main` or :func:`calamp.simulate.main` on the remaining arguments;
+    anything else is the main job (``calamp FILE.root`` = ``python -m calamp.run FILE.root``).
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["evaluate"]:
         from calamp.evaluate import main as evaluate_main
 
         return evaluate_main(argv[1:])
+    if argv[:1] == ["report"]:
+        from calamp.report import main as report_main
+
+        return report_main(argv[1:])
+    if argv[:1] == ["simulate"]:
+        from calamp.simulate import main as simulate_main
+
+        return simulate_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a malformed option (one line already printed)

@@ -243,3 +243,9 @@ def test_simulator_truth_on_a_foreign_file_is_warned_about(tmp_path, small_file,
     assert "which calamp.simulate did not make" in capsys.readouterr().err
     res = json.loads((tmp_path / "o" / "results.json").read_text())
     assert res["data"]["truth_is_exact"] is False
+
+
+def test_subcommands_share_the_entry_point(tmp_path):
+    out = tmp_path / "sim.root"
+    assert main(["simulate", "--n", "20", "--out", str(out)]) == 0 and out.is_file()
+    assert main(["evaluate", "--help"]) == 0
