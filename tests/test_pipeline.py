@@ -10,7 +10,7 @@ import uproot
 
 from calamp import pipeline
 from calamp.config import make_config
-from calamp.io import write_showers
+from calamp.io import OutputExistsError, write_showers
 from calamp.schema import SchemaError, validate_results
 from calamp.simulate import photon_showers
 
@@ -133,7 +133,7 @@ def test_existing_output_is_not_overwritten(ring_run):
     out, _ = ring_run
     cfg = make_config(TINY, dict(toy="ring"))
     before = (out / "results.json").read_bytes()
-    with pytest.raises(pipeline.OutputExistsError, match="--overwrite"):
+    with pytest.raises(OutputExistsError, match="--overwrite"):
         pipeline.run_job(cfg, out=out)
     assert (out / "results.json").read_bytes() == before
 
@@ -143,7 +143,7 @@ def test_overwrite_refuses_foreign_folder(tmp_path):
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("precious")
     cfg = make_config(TINY, dict(toy="ring"))
-    with pytest.raises(pipeline.OutputExistsError, match="not made by calamp"):
+    with pytest.raises(OutputExistsError, match="not made by calamp"):
         pipeline.run_job(cfg, out=foreign, overwrite=True)
     assert (foreign / "thesis.tex").read_text() == "precious"
 
@@ -154,8 +154,10 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch):
     )
     full = pipeline.run_job(cfg, out=tmp_path / "full")
 
+    from calamp import posterior
+
     calls = {"n": 0}
-    real_fill = pipeline.fill_network
+    real_fill = posterior.fill_network
 
     def interrupted(cfg_, nd, *args, **kwargs):
         if nd.network == 1 and calls["n"] == 0:
@@ -163,7 +165,7 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_fill(cfg_, nd, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "fill_network", interrupted)
+    monkeypatch.setattr(posterior, "fill_network", interrupted)
     with pytest.raises(KeyboardInterrupt):
         pipeline.run_job(cfg, out=tmp_path / "resumed")
     assert not (tmp_path / "resumed" / "results.json").exists()
@@ -175,7 +177,7 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch):
     other = make_config(
         TINY, dict(toy="ring", method="vi", n_train=400, n_quantiles=(4,), plots=False, seed=2)
     )
-    with pytest.raises(pipeline.OutputExistsError, match="seed"):
+    with pytest.raises(OutputExistsError, match="seed"):
         pipeline.run_job(other, out=tmp_path / "resumed", resume=True)
 
 
