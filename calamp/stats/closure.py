@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 from scipy.special import rel_entr
-from scipy.stats import binom
+from scipy.stats import binom, chi2, norm
 
 from calamp.stats.amplification import AmplificationResult, invert_precision
 from calamp.stats.arrays import as_ksb, check_n_truth, check_truth, jsonable, squeeze_k
@@ -248,8 +248,9 @@ def verdict(
     Under calibration the total precision seen by the JSD, P_obs = 1/n_eq + ``p_known``
     (``p_known``: the truth sample's 1/N and the finite draws' share), scatters around
     P_pred = 1/n' + ``p_known`` like a χ² of ``dof`` degrees of freedom over ``dof``. With
-    R = P_obs/P_pred, z = log R / √(2/dof + (σ_n'/P_pred)²) (σ_n' the error of 1/n'; the log
-    makes the χ² nearly symmetric). "n' too high (over-confident)" when z > ``Z_VERDICT`` and
+    R = P_obs/P_pred, z is the normal score of the χ² probability P(χ²_dof <= dof·R), divided
+    by √(1 + (σ_n'/P_pred)²/(2/dof)) for the error σ_n' of 1/n' (exact in the χ² part, so the
+    skewed tails of few degrees of freedom are not over-read). "n' too high (over-confident)" when z > ``Z_VERDICT`` and
     n'/n_eq is above ``RATIO_OK`` (or n' unbounded); "n' too low (under-confident)" the other way
     round; "inconclusive" when either side is only a bound and the two are compatible;
     "closes" otherwise.
@@ -262,8 +263,11 @@ def verdict(
     if not (pred > 0 and obs > 0):
         z = 0.0
     else:
-        sigma = float(np.sqrt(2.0 / max(dof, 1) + (err_amp / pred) ** 2))
-        z = float(np.log(obs / pred) / sigma)
+        nu = max(dof, 1)
+        # exact χ² tail of R = obs/pred as a normal score, then scaled by the share of the
+        # variance that is the χ²'s own (the rest is the error of n')
+        z_chi = float(norm.ppf(np.clip(chi2.cdf(nu * obs / pred, nu), 1e-300, 1 - 1e-16)))
+        z = z_chi / float(np.sqrt(1.0 + (err_amp / pred) ** 2 / (2.0 / nu)))
     ratio = p_eq / p_amp if p_amp > 0 else np.inf  # = n'/n_eq
     if z > Z_VERDICT and not ratio <= RATIO_OK[1]:
         return "n' too high (over-confident)", z
