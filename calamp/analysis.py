@@ -218,7 +218,7 @@ def _interval(row: Mapping[str, Any]) -> str:
 def format_summary(results: Mapping[str, Any]) -> str:
     """The one-screen table printed at the end of a job (>= marks a lower bound)."""
     head = (
-        f"{'binning':<18}{'B':>6}{'n_prime':>12}{'A=n/n':>11}{'A 68% CL':>17}{'A_paper':>9}"
+        f"{'binning':<18}{'B':>6}{'n_prime':>12}{'A=n/n':>11}{'A 68% CL':>19}{'A_paper':>9}"
         f"{'noise':>6}"
         f"{'MAD':>7}{'floor':>7}{'n_eq':>12}{'A_true':>11}  verdict"
     )
@@ -236,7 +236,7 @@ def format_summary(results: Mapping[str, Any]) -> str:
         a_true = None if row["n_eq"] is None else row["n_eq"] / n
         lines.append(
             f"{row['binning']:<18}{row['n_bins']:>6}{_num(row['n_prime'], b1, '.4g'):>12}"
-            f"{_num(row['amplification'], b1, '.3g'):>11}{_interval(row):>17}"
+            f"{_num(row['amplification'], b1, '.3g'):>11}{_interval(row):>19}"
             f"{row['amplification_paper']:>9.3g}"
             f"{_pct(row['noise_fraction']):>6}{row['mad']:>7.3f}{row['mad_floor']:>7.3f}"
             f"{_num(row['n_eq'], b2, '.4g'):>12}{_num(a_true, b2, '.3g'):>11}  {row['verdict']}"
