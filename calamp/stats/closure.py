@@ -252,8 +252,8 @@ def verdict(
     by √(1 + (σ_n'/P_pred)²/(2/dof)) for the error σ_n' of 1/n' (exact in the χ² part, so the
     skewed tails of few degrees of freedom are not over-read). "n' too high (over-confident)"
     when z > ``Z_VERDICT`` and n'/n_eq is above ``RATIO_OK`` (or n' unbounded); "n' too low
-    (under-confident)" the other way round; "inconclusive" when either side is only a bound and the two are compatible;
-    "closes" otherwise.
+    (under-confident)" the other way round; "inconclusive" when either side is only a bound
+    and the two are compatible; "closes" otherwise.
 
     Returns:
         (verdict, z).
