@@ -7,7 +7,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_ksb", "check_generated", "check_truth", "jsonable", "squeeze_k"]
+__all__ = [
+    "as_ksb",
+    "check_generated",
+    "check_n_truth",
+    "check_truth",
+    "jsonable",
+    "squeeze_k",
+]
 
 
 def as_ksb(values: np.ndarray, name: str = "values") -> tuple[np.ndarray, bool]:

@@ -352,14 +352,15 @@ def closure(
     w = np.where(mask, 1.0 / np.where(mask, p, 1.0), 0.0) / float(np.sum((1.0 - p)[mask]))
     p_draws = (arr.var(axis=1, ddof=1) @ w) / s  # (K,) extra precision of the mean of s draws
     dof = np.count_nonzero(p) - 1
-    j = np.asarray(jsd(arr.mean(axis=1), p))
+    j = np.atleast_1d(np.asarray(jsd(arr.mean(axis=1), p)))
     truth_prec = 0.0 if n_t is None else 1.0 / n_t
-    prec_j = precision_of_jsd(j, p)
+    j_mean = float(j.mean())
+    # one E[JSD] grid for the K networks and their mean
+    both = precision_of_jsd(np.append(j, j_mean), p)
+    prec_j, prec_jm = both[:-1], float(both[-1])
     prec = prec_j - truth_prec - p_draws
     err = prec_j * np.sqrt(2.0 / dof)
     inv = invert_precision(prec, err)
-    j_mean = float(j.mean())
-    prec_jm = float(precision_of_jsd(np.array(j_mean), p))
     c_prec = prec_jm - truth_prec - float(p_draws.mean())
     # relative error √(2/ν) of a χ²_ν JSD, taken at the larger of the observed total precision
     # and the one the amplification predicts (a JSD that fluctuated low must not look precise)
