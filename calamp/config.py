@@ -17,6 +17,8 @@ __all__ = [
     "CAPABILITIES",
     "MODELS",
     "METHODS",
+    "MODEL_SIZES",
+    "model_size",
     "SHOWER_OBSERVABLES",
     "RunConfig",
     "ConfigError",
@@ -41,6 +43,24 @@ SHOWER_OBSERVABLES = (
 )
 
 
+MODEL_SIZES: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
+    # model: ((layers, hidden) for events of <= 3 dimensions, (layers, hidden) for showers)
+    # the shower flow: 8 couplings of 2x128 learn the lateral shape that 4 of 2x64 miss
+    # (e_max n_eq 1,148 vs 69 after 2,000 steps, analysis/results/generator_curves.json)
+    "flow": ((4, 64), (8, 128)),
+    "maf": ((4, 64), (4, 64)),
+    "cnf": ((4, 64), (4, 64)),
+    "gan": ((4, 64), (4, 64)),
+}
+
+
+def model_size(cfg: RunConfig, dim: int) -> tuple[int, int]:
+    """(layers, hidden) of the generator for events of ``dim`` dimensions (0 options resolved)."""
+    small, large = MODEL_SIZES[cfg.model]
+    layers, hidden = small if dim <= 3 else large
+    return cfg.layers or layers, cfg.hidden or hidden
+
+
 class ConfigError(ValueError):
     """A bad option value; the message names the option."""
 
@@ -60,6 +80,15 @@ class RunConfig:
         draws: s posterior draws per network.
         generated: g generated events per draw.
         train_steps, batch_size, learning_rate: (pre-)training schedule (Adam).
+        lr_schedule: ``cosine`` (learning rate decays to 0 over ``train_steps``; removes most of
+            the minibatch jitter of the final weights) or ``constant``.
+        vi_init_scale: initial posterior standard deviation of every VI weight. 1e-3 (default)
+            starts VI near a deterministic network, and the KL term widens it where the data
+            allow; the reference code's softplus(-3) = 0.049 leaves an 8x128 shower flow
+            (1.4 M weights) prior-dominated after 2,000 steps (analysis/generator_curves.py).
+        hidden, layers: generator size (flow: ``layers`` couplings with two hidden layers of
+            ``hidden`` units each; cnf/gan: ``layers`` hidden layers); 0 (default): the size of
+            :data:`MODEL_SIZES` for the model and the event dimension (:func:`model_size`).
         mcmc_steps: sampler steps after pre-training including burn-in; the s draws are taken
             evenly from the last ``mcmc_steps - burn_in`` steps. ``0`` (default): burn-in, then
             ``draws · thin`` steps with ``thin = mcmc_thin``, or, if that is 0, twice the
@@ -80,6 +109,12 @@ class RunConfig:
             rtol 1e-5) or ``rk4`` with ``ode_steps`` fixed steps (faster; for SG-MCMC energies).
         n_train: training showers (events) per network for the ring toy / simulator sources;
             ``0`` means the file's size (simulator) or an equal K-way split (holdout).
+        scheduler: address of a dask scheduler; the K networks then run on its workers.
+        workers: local worker processes for the K networks (one TensorFlow thread each; two
+            threads make these small networks slower, one process per core does not).
+            ``0`` (default): one per CPU core, at most K, when the job's estimated time is over
+            two minutes (a worker's start-up costs ~10 s), else 1 (in this process). A
+            performance setting only: the numbers do not depend on it.
     """
 
     model: str = "flow"
@@ -94,15 +129,17 @@ class RunConfig:
     networks: int = 5
     draws: int = 50
     generated: int = 10_000
-    train_steps: int = 1_000
+    train_steps: int = 1_500
     batch_size: int = 256
     learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"
+    vi_init_scale: float = 1e-3
     mcmc_steps: int = 0
     burn_in: int = 1_000
     mcmc_thin: int = 0
     max_thin: int = 100
-    hidden: int = 64
-    layers: int = 4
+    hidden: int = 0
+    layers: int = 0
     ode_solver: str = "dopri"
     ode_steps: int = 16
     observables: tuple[str, ...] = SHOWER_OBSERVABLES
@@ -122,6 +159,7 @@ class RunConfig:
     plots: bool = True
     progress: bool = True
     scheduler: str | None = None
+    workers: int = 0
     preset: str = "default"
 
     def to_dict(self) -> dict[str, Any]:
@@ -289,10 +327,19 @@ def validate(cfg: RunConfig) -> None:
         )
     _check(cfg.seed >= 0, "seed", f"must be >= 0, got {cfg.seed}")
     _check(cfg.chunk_size >= 1, "chunk_size", f"must be >= 1, got {cfg.chunk_size}")
+    _check(cfg.workers >= 0, "workers", f"must be >= 0 (0: automatic), got {cfg.workers}")
+    _check(
+        cfg.workers <= 1 or cfg.scheduler is None,
+        "workers",
+        "local worker processes and --scheduler exclude each other (the cluster has its own)",
+    )
     _check(cfg.generated >= 2, "generated", f"must be >= 2 events per draw, got {cfg.generated}")
     _check(cfg.truth_events >= 2, "truth_events", f"must be >= 2, got {cfg.truth_events}")
     _check(cfg.n_train >= 0, "n_train", f"must be >= 0, got {cfg.n_train}")
     _check(cfg.kl_convention in ("sum", "mean"), "kl_convention", "must be 'sum' or 'mean'")
+    _check(
+        cfg.lr_schedule in ("constant", "cosine"), "lr_schedule", "must be 'constant' or 'cosine'"
+    )
     _check(
         cfg.truth in ("auto", "simulator", "holdout"),
         "truth",
@@ -308,14 +355,14 @@ def validate(cfg: RunConfig) -> None:
         "batch_size",
         "truth_events",
         "chunk_size",
-        "hidden",
-        "layers",
     ):
         _check(
             int(getattr(cfg, name)) >= 1,
             name,
             f"must be a positive integer, got {getattr(cfg, name)}",
         )
+    _check(cfg.hidden >= 0, "hidden", f"must be >= 0 (0: automatic), got {cfg.hidden}")
+    _check(cfg.layers >= 0, "layers", f"must be >= 0 (0: automatic), got {cfg.layers}")
     _check(cfg.draws >= 2, "draws", f"needs at least 2 draws for a spread, got {cfg.draws}")
     _check(cfg.networks >= 1, "networks", "must be >= 1")
     for name in (
@@ -325,6 +372,7 @@ def validate(cfg: RunConfig) -> None:
         "learning_rate",
         "prior_scale",
         "inverse_temperature",
+        "vi_init_scale",
     ):
         _check(float(getattr(cfg, name)) > 0, name, f"must be positive, got {getattr(cfg, name)}")
     _check(cfg.friction >= 0, "friction", "must be >= 0")

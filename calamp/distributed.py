@@ -51,6 +51,7 @@ __all__ = [
     "CONNECT_TIMEOUT",
     "TFThreadsPlugin",
     "connect",
+    "local_client",
     "generate_histograms",
     "limit_tf_threads",
     "map_networks",
@@ -303,6 +304,33 @@ def map_networks(client: Any, cfg: Any, source: Any, binnings: Mapping[str, Any]
         return client.gather(futures)
     finally:
         client.cancel([*futures, src])
+
+
+def local_client(workers: int) -> Any:
+    """A ``distributed.Client`` on a new local cluster of ``workers`` processes, one thread each.
+
+    One process per core is how a small TensorFlow network uses a second core (a second
+    intra-op thread makes it slower, benchmarks/RESULTS.md). ``client.close()`` also stops the
+    cluster.
+    """
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None,
+        silence_logs=40,
+    )
+    client = Client(cluster, set_as_default=False)
+    client._calamp_cluster = cluster  # noqa: SLF001 - closed together with the client
+    orig_close = client.close
+
+    def close(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return orig_close(*args, **kwargs)
+        finally:
+            cluster.close()
+
+    client.close = close  # type: ignore[method-assign]
+    return client
 
 
 # ------------------------------------------------------------------------------------------------

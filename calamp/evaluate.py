@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from calamp import __version__
+from calamp.cli import guarded
 from calamp.io import CalampError, ShowerSet
 
 __all__ = ["EvaluateError", "evaluate", "iterate_samples", "main"]
@@ -657,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    try:
+    def run() -> None:
         from calamp.config import SHOWER_OBSERVABLES
 
         obs = None
@@ -691,13 +692,8 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             plots=not args.no_plots,
         )
-    except CalampError as err:
-        print(f"calamp: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("calamp: interrupted", file=sys.stderr)
-        return 130
-    return 0
+
+    return guarded(run)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import sys
 import time
@@ -19,7 +20,7 @@ import numpy as np
 
 from calamp import __version__
 from calamp.analysis import format_summary, summary_rows
-from calamp.config import RunConfig
+from calamp.config import RunConfig, model_size
 from calamp.histograms import Binning
 from calamp.io import CalampError, ShowerSet
 from calamp.outputs import root_records
@@ -138,24 +139,45 @@ def _versions() -> dict[str, str]:
     }
 
 
-def estimate_seconds(cfg: RunConfig, n_train: int, dim: int) -> float:
-    """Rough wall time on 2 CPU cores (order of magnitude; printed at start).
+def estimate_seconds(cfg: RunConfig, n_train: int, dim: int, workers: int = 1) -> float:
+    """Rough wall time on this project's 2-core reference CPU (order of magnitude; printed at
+    start), with the K networks spread over ``workers`` processes.
 
-    Per-step and per-event costs measured on this project's 2-core reference machine
-    (benchmarks/RESULTS.md): a training step scales with batch size and event dimension, a
-    generated event with the event dimension; AdamMCMC steps cost about three training steps.
+    Per-step and per-event costs measured there (benchmarks/RESULTS.md, docs/main_job.json): a
+    training step scales with batch size, event dimension and network size (VI about twice a
+    deterministic step), a generated event with the event dimension and network size;
+    AdamMCMC steps cost about three training steps.
     """
     scale = max(1.0, dim / 10)
+    layers, hidden = model_size(cfg, dim)
+    size = (layers / 4) * (hidden / 64) ** 0.5
     step = {"flow": 2.5e-5, "maf": 2.5e-5, "cnf": 2e-6, "gan": 1e-5}[cfg.model]
-    step *= cfg.batch_size * scale * (cfg.hidden / 64) ** 0.5 + 2e-3
-    gen = {"flow": 1e-5, "maf": 1e-4, "cnf": 1e-5, "gan": 2e-6}[cfg.model] * scale
+    if cfg.model == "flow" and dim > 3:  # XLA-compiled step (about 30 s to compile)
+        step = 1e-5
+    step = step * cfg.batch_size * scale * size * (2.2 if cfg.method == "vi" else 1.0) + 2e-3
+    gen = {"flow": 1e-5, "maf": 1e-4, "cnf": 1e-5, "gan": 2e-6}[cfg.model] * scale * size
     if cfg.method == "oracle":
         step, gen = 0.0, 1e-6
     steps = cfg.train_steps * (cfg.draws if cfg.method == "ensemble" else 1)
     if cfg.method in ("adammcmc", "sgld", "sghmc"):
         steps += cfg.effective_mcmc_steps * (3 if cfg.method == "adammcmc" else 1)
     per_net = steps * step + cfg.draws * cfg.generated * (gen + 2e-6 * scale)
-    return cfg.networks * per_net + 20.0
+    rounds = -(-cfg.networks // max(1, workers))  # networks per worker, rounded up
+    return rounds * per_net + 20.0 + (10.0 if workers > 1 else 0.0)
+
+
+def local_workers(cfg: RunConfig, estimate: float) -> int:
+    """Local worker processes for the K networks: ``cfg.workers``, or for 0 one per usable CPU
+    core (at most K) when the job is estimated at over two minutes in one process."""
+    if cfg.scheduler is not None:
+        return 1
+    if cfg.workers > 0:
+        return min(cfg.workers, cfg.networks)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return min(cores, cfg.networks) if estimate > 120 else 1
 
 
 def run_job(
@@ -190,6 +212,10 @@ def run_job(
 
         client = own_client = connect(cfg.scheduler)
     source = prepare_source(cfg, input_path, showers)
+    dim = 2 if source.kind == "ring" else int(np.prod(source.train_sets[0].shape)) + 1
+    est = estimate_seconds(cfg, source.n_train, dim)
+    n_workers = local_workers(cfg, est) if client is None else 1
+    est = estimate_seconds(cfg, source.n_train, dim, n_workers)
     from calamp.folder import ResultsFolder, input_fingerprint
 
     options = {k: getattr(cfg, k) for k in ("tree", "branch", "incident_branch", "toy")}
@@ -203,14 +229,17 @@ def run_job(
     )
     folder.open()
     try:
-        dim = 2 if source.kind == "ring" else int(np.prod(source.train_sets[0].shape)) + 1
-        est = estimate_seconds(cfg, source.n_train, dim)
         print(
             f"calamp: {cfg.networks} networks x {cfg.draws} draws x {cfg.generated} events, "
             f"model {cfg.model}, method {cfg.method}; estimated time ~{est / 60:.0f} min "
-            f"({est:.0f} s) on 2 CPU cores",
+            f"({est:.0f} s) on a 2-core CPU, "
+            + (f"{n_workers} worker processes" if n_workers > 1 else "in this process"),
             file=sys.stderr,
         )
+        if n_workers > 1:
+            from calamp.distributed import local_client
+
+            client = own_client = local_client(n_workers)
         timings: dict[str, float] = {}
 
         t0 = time.perf_counter()
@@ -248,6 +277,7 @@ def run_job(
             "calamp_version": __version__,
             "versions": _versions(),
             "config": cfg.to_dict(),
+            "execution": {"worker_processes": n_workers, "scheduler": cfg.scheduler},
             "seeds": {
                 "master": cfg.seed,
                 "coverage": derive_seed(cfg.seed, "coverage"),

@@ -249,14 +249,26 @@ def plot_shower_image(
     label: str = "Energy [GeV]",
     log: bool = True,
     cell_size: float = 5.0,
+    centre: float | None = None,
+    annotate: np.ndarray | None = None,
 ) -> dict:
-    """A (ny, nx) cell-energy image with a colour bar; coordinates in mm, centred on 0."""
+    """A (ny, nx) cell image with a colour bar; coordinates in mm, centred on 0.
+
+    ``centre``: a linear diverging colour scale symmetric about this value (e.g. 1 for a ratio)
+    instead of the log scale. ``annotate``: (ny, nx) strings written into the cells.
+    """
     ax = _axes(ax)
     ny, nx = image.shape
     ext = [-nx * cell_size / 2, nx * cell_size / 2, -ny * cell_size / 2, ny * cell_size / 2]
     norm = None
     img = np.asarray(image, dtype=float)
-    if log:
+    cmap = "viridis"
+    if centre is not None:
+        dev = np.nanmax(np.abs(img - centre)) if np.isfinite(img).any() else 1.0
+        dev = dev if dev > 0 else 1.0
+        norm = matplotlib.colors.TwoSlopeNorm(vcenter=centre, vmin=centre - dev, vmax=centre + dev)
+        cmap = "RdBu_r"
+    elif log:
         pos = img[img > 0]
         vmin = pos.min() if pos.size else 1e-6
         norm = matplotlib.colors.LogNorm(
@@ -264,8 +276,19 @@ def plot_shower_image(
             vmax=max(img.max(), vmin * 10),
         )
         img = np.where(img > 0, img, np.nan)
-    im = ax.imshow(img, origin="lower", extent=ext, norm=norm, cmap="viridis")
+    im = ax.imshow(img, origin="lower", extent=ext, norm=norm, cmap=cmap)
     cb = ax.figure.colorbar(im, ax=ax, label=label)
+    if annotate is not None:
+        for iy in range(ny):
+            for ix in range(nx):
+                ax.text(
+                    ext[0] + (ix + 0.5) * cell_size,
+                    ext[2] + (iy + 0.5) * cell_size,
+                    annotate[iy, ix],
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                )
     ax.set_xlabel("x [mm]")
     ax.set_ylabel("y [mm]")
     return {"image": im, "colorbar": cb}

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from calamp.config import RunConfig
+from calamp.config import RunConfig, model_size
 from calamp.histograms import Binning, HistogramSet
 from calamp.io import CalampError, ShowerSet
 from calamp.seeds import derive_seed
@@ -56,23 +56,28 @@ def build_model(
 
     vi = (
         VIConfig.from_k(
-            cfg.kl_factor, n_train, prior_scale=cfg.prior_scale, kl_convention=cfg.kl_convention
+            cfg.kl_factor,
+            n_train,
+            prior_scale=cfg.prior_scale,
+            kl_convention=cfg.kl_convention,
+            init_scale=cfg.vi_init_scale,
         )
         if bayesian == "vi"
         else None
     )
     common = dict(bayesian=bayesian, vi=vi, seed=seed)
+    layers, hidden = model_size(cfg, dim)
     if cfg.model == "flow":
         from calamp.models.flows import CouplingFlow
 
         return CouplingFlow(
-            dim, context_dim, n_couplings=cfg.layers, hidden=(cfg.hidden, cfg.hidden), **common
+            dim, context_dim, n_couplings=layers, hidden=(hidden, hidden), **common
         )
     if cfg.model == "maf":
         from calamp.models.flows import MAFlow
 
         return MAFlow(
-            dim, context_dim, n_layers=cfg.layers, hidden=(cfg.hidden, cfg.hidden), **common
+            dim, context_dim, n_layers=layers, hidden=(hidden, hidden), **common
         )
     if cfg.model == "cnf":
         from calamp.models.cnf import FlowMatchingCNF
@@ -80,15 +85,15 @@ def build_model(
         return FlowMatchingCNF(
             dim,
             context_dim,
-            hidden=cfg.hidden,
-            layers=cfg.layers,
+            hidden=hidden,
+            layers=layers,
             solver=cfg.ode_solver,
             n_steps=cfg.ode_steps,
             **common,
         )
     from calamp.models.gan import ShowerGAN
 
-    return ShowerGAN(dim, context_dim, hidden=cfg.hidden, layers=cfg.layers, **common)
+    return ShowerGAN(dim, context_dim, hidden=hidden, layers=layers, **common)
 
 
 @dataclass
@@ -167,7 +172,12 @@ def train_network(
     batch = min(cfg.batch_size, n)
     bayes = "vi" if cfg.method == "vi" else None
     ckpt = None if workdir is None else Path(workdir) / f"net{k}"
-    info: dict[str, Any] = {"n_train": n, "batch_size": batch}
+    layers, hidden = model_size(cfg, x.shape[1])
+    info: dict[str, Any] = {
+        "n_train": n,
+        "batch_size": batch,
+        "architecture": {"model": cfg.model, "layers": layers, "hidden": hidden},
+    }
     t0 = time.perf_counter()
 
     def fit(model, tag: str, seed: int) -> dict[str, Any]:
@@ -178,6 +188,7 @@ def train_network(
                 steps=cfg.train_steps,
                 batch_size=batch,
                 learning_rate=cfg.learning_rate,
+                lr_schedule=cfg.lr_schedule,
                 seed=seed,
                 checkpoint_dir=None if ckpt is None else ckpt / tag,
                 checkpoint_every=max(100, cfg.train_steps // 10),

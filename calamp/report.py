@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["make_figures", "load_results", "main"]
+__all__ = ["make_figures", "load_results", "main", "mean_shower_figure"]
 
 
 def _finite(v: float | None) -> float:
@@ -178,18 +178,55 @@ def make_figures(
     plotting.label_axes(ax, "Simulation", right)
     pngs.append(plotting.save_figure(fig, folder / "closure")[1])
 
-    # 5. mean shower image and relative posterior spread
+    # 5. mean shower: truth, generated (all networks and draws), ratio, posterior spread
     if kind == "showers" and "mean_image" in arrays:
-        mi = np.asarray(arrays["mean_image"])[0]  # (s, ny, nx) of network 0
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 5.5))
-        plotting.plot_shower_image(mi.mean(0), ax=a1, label="Mean cell energy [GeV]")
-        rel = mi.std(0, ddof=1) / np.where(mi.mean(0) > 0, mi.mean(0), np.nan)
-        plotting.plot_shower_image(rel, ax=a2, label="Posterior std / mean", log=True)
-        a1.set_title("Generated mean shower (network 0)", fontsize=13)
-        a2.set_title("Relative posterior spread", fontsize=13)
-        fig.tight_layout()
+        fig = mean_shower_figure(
+            np.asarray(arrays["mean_image"]),
+            np.asarray(arrays["truth_mean_image"]) if "truth_mean_image" in arrays else None,
+        )
         pngs.append(plotting.save_figure(fig, folder / "mean_shower")[1])
     return pngs
+
+
+def mean_shower_figure(mean_image: np.ndarray, truth_mean: np.ndarray | None):
+    """Truth and generated mean showers, their ratio per cell and the posterior spread.
+
+    Args:
+        mean_image: (K, s, ny, nx) mean cell energy (GeV) of every draw of every network.
+        truth_mean: (ny, nx) mean cell energy of the truth sample, or None.
+
+    The ratio panel is the generated mean (over all draws) over the truth, with the cell's
+    posterior spread (std over draws / mean, averaged over networks) written into each cell as
+    a percentage, so a ratio off 1 by much more than that number is a mismodelled cell.
+    """
+    import matplotlib.pyplot as plt
+
+    from calamp import plotting
+
+    gen = mean_image.mean(axis=(0, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spread = np.nanmean(mean_image.std(axis=1, ddof=1) / mean_image.mean(axis=1), axis=0)
+    panels = 4 if truth_mean is not None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 5.2))
+    i = 0
+    if truth_mean is not None:
+        plotting.plot_shower_image(truth_mean, ax=axes[0], label="Mean cell energy [GeV]")
+        axes[0].set_title("Truth mean shower", fontsize=13)
+        i = 1
+    plotting.plot_shower_image(gen, ax=axes[i], label="Mean cell energy [GeV]")
+    axes[i].set_title(f"Generated mean shower ({mean_image.shape[0]} networks)", fontsize=13)
+    if truth_mean is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(truth_mean > 0, gen / truth_mean, np.nan)
+        text = np.vectorize(lambda v: "" if not np.isfinite(v) else f"{100 * v:.0f}")(spread)
+        plotting.plot_shower_image(
+            ratio, ax=axes[2], label="Generated / truth", centre=1.0, annotate=text
+        )
+        axes[2].set_title("Ratio (numbers: posterior spread in %)", fontsize=13)
+    plotting.plot_shower_image(spread, ax=axes[-1], label="Posterior std / mean", log=True)
+    axes[-1].set_title("Relative posterior spread", fontsize=13)
+    fig.tight_layout()
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:

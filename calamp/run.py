@@ -12,6 +12,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from calamp.cli import guarded
 from calamp.config import METHODS, MODELS, PRESETS, ConfigError, RunConfig, load_toml, make_config
 
 __all__ = ["main", "build_parser"]
@@ -33,6 +34,8 @@ _HELP = {
     "train_steps": "(pre-)training steps per network",
     "batch_size": "training batch size",
     "learning_rate": "Adam learning rate",
+    "lr_schedule": "learning-rate schedule: cosine (default) or constant",
+    "vi_init_scale": "initial posterior std of the VI weights (default 1e-3)",
     "mcmc_steps": "SG-MCMC steps after pre-training incl. burn-in (0: burn-in + draws x thin)",
     "burn_in": "SG-MCMC steps discarded before the first draw (default 1000)",
     "mcmc_thin": "SG-MCMC steps between draws (0: 2 x measured autocorrelation time)",
@@ -56,6 +59,7 @@ _HELP = {
     "write_samples": "write N generated showers per draw to samples.root",
     "bootstrap": "bootstrap replicas for errors (0: none)",
     "scheduler": "dask scheduler address for scale-out",
+    "workers": "local worker processes for the networks (0: automatic, 1: this process)",
 }
 _SKIP = {"preset", "plots", "progress"}
 
@@ -134,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in vars(args).items()
         if k not in ("input", "out", "overwrite", "resume", "config", "quick")
     }
-    try:
+    def job() -> None:
         file_opts = load_toml(args.config) if args.config else {}
         if args.quick:
             opts["preset"] = "quick"
@@ -152,20 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             resume=args.resume,
         )
-    except ConfigError as err:
-        print(f"calamp: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("calamp: interrupted; checkpoints are kept, continue with --resume", file=sys.stderr)
-        return 130
-    except Exception as err:  # noqa: BLE001 - map our own errors to exit 2, re-raise the rest
-        from calamp.io import CalampError
 
-        if isinstance(err, CalampError):
-            print(f"calamp: error: {err}", file=sys.stderr)
-            return 2
-        raise
-    return 0
+    return guarded(job, on_interrupt="interrupted; checkpoints are kept, continue with --resume")
 
 
 if __name__ == "__main__":

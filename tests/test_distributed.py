@@ -10,7 +10,7 @@ import pytest
 
 from calamp import distributed as cd
 from calamp import pipeline
-from calamp.config import make_config
+from calamp.config import ConfigError, make_config
 from calamp.io import CalampError
 
 distributed = pytest.importorskip("distributed")
@@ -61,6 +61,27 @@ def test_workers_reproduce_in_process_numbers_exactly(runs):
         assert other["closure"]["n_eq"] == res["closure"]["n_eq"]
     # the draws went through the store on the shared folder
     assert (root / "workers" / "draws" / "network_0001.npz").is_file()
+
+
+def test_local_worker_processes_give_the_in_process_numbers(runs, tmp_path):
+    """``--workers 2`` (a local cluster the job starts and stops itself) is a performance
+    setting: same results as in-process, recorded under ``execution``."""
+    cfg, root, _, in_process = runs
+    local = pipeline.run_job(make_config(TINY, dict(workers=2)), out=tmp_path / "w2")
+    assert local["execution"] == {"worker_processes": 2, "scheduler": None}
+    assert in_process["execution"]["worker_processes"] == 1  # a tiny job stays in-process
+    with np.load(tmp_path / "w2" / "results.npz") as a, \
+            np.load(root / "local" / "results.npz") as b:
+        for k in (k for k in a.files if k.startswith("fractions/")):
+            np.testing.assert_array_equal(a[k], b[k])
+    assert local["summary"] == in_process["summary"]
+
+
+def test_worker_option_is_validated():
+    with pytest.raises(ConfigError, match="--workers"):
+        make_config(TINY, dict(workers=-1))
+    with pytest.raises(ConfigError, match="--workers"):
+        make_config(TINY, dict(workers=2, scheduler="tcp://127.0.0.1:8786"))
 
 
 def test_workers_run_tensorflow_single_threaded(client, runs):

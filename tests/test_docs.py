@@ -19,15 +19,37 @@ def _numbers(obj) -> list[float]:
     return [float(obj)]
 
 
-def test_readme_main_job_numbers_are_in_the_json() -> None:
+def _block_numbers_missing(marker: str, json_path: Path) -> list[str]:
+    """Numbers in the README block ``<!-- marker:begin ... -->``..``<!-- marker:end -->`` that
+    the JSON file does not hold (at the block's rounding)."""
     text = (ROOT / "README.md").read_text()
-    block = text.split("<!-- main-job:begin", 1)[1].split("<!-- main-job:end -->", 1)[0]
+    assert f"<!-- {marker}:begin" in text, marker
+    block = text.split(f"<!-- {marker}:begin", 1)[1].split(f"<!-- {marker}:end -->", 1)[0]
     block = block.split("-->", 1)[1]  # drop the marker's own comment
+    block = block.replace("<!-- main-job-table:begin -->", "").replace(
+        "<!-- main-job-table:end -->", ""
+    )
     block = re.sub(r"\(docs/[^)]*\)|`[^`]*`", "", block)  # figure paths, code spans
-    values = _numbers(json.loads((ROOT / "docs" / "main_job.json").read_text()))
+    block = re.sub(r"(?<=\d),(?=\d{3})", "", block)  # 10,000 -> 10000
+    values = _numbers(json.loads(json_path.read_text()))
     missing = []
-    for token in re.findall(r"(?<![\w.])\d+(?:\.\d+)?", block):
+    for token in re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?:e[+-]?\d+)?", block):
+        if "e" in token:
+            if not any(abs(v - float(token)) <= 0.0005 * abs(float(token)) for v in values):
+                missing.append(token)
+            continue
         decimals = len(token.split(".")[1]) if "." in token else 0
         if not any(round(v, decimals) == float(token) for v in values):
             missing.append(token)
+    return missing
+
+
+def test_readme_main_job_numbers_are_in_the_json() -> None:
+    missing = _block_numbers_missing("main-job", ROOT / "docs" / "main_job.json")
     assert not missing, f"README numbers not in docs/main_job.json: {missing}"
+
+
+def test_readme_generator_numbers_are_in_the_json() -> None:
+    path = ROOT / "analysis" / "results" / "generator_curves.json"
+    missing = _block_numbers_missing("generator-curves", path)
+    assert not missing, f"README numbers not in {path.name}: {missing}"

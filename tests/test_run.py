@@ -155,6 +155,10 @@ QUICK_ORACLE = ["--quick", "--method", "oracle", "--no-plots", "--no-progress",
         (["--toy", "ring", "--seed", "-1"], "--seed"),
         (["--toy", "ring", "--model", "maf", "--method", "vi"], "not available for --model maf"),
         (["--toy", "ring", "--chunk-size", "0"], "--chunk-size"),
+        (["--toy", "ring", "--workers", "-2"], "--workers"),
+        (["--toy", "ring", "--lr-schedule", "linear"], "--lr-schedule"),
+        (["--toy", "ring", "--vi-init-scale", "0"], "--vi-init-scale"),
+        (["--toy", "ring", "--hidden", "-1"], "--hidden"),
     ],
 )
 def test_more_bad_options(tmp_path, capsys, args, needle):
@@ -249,3 +253,18 @@ def test_subcommands_share_the_entry_point(tmp_path):
     out = tmp_path / "sim.root"
     assert main(["simulate", "--n", "20", "--out", str(out)]) == 0 and out.is_file()
     assert main(["evaluate", "--help"]) == 0
+
+
+def test_local_worker_rule():
+    """Automatic worker processes only for jobs worth a process start-up, never more than K."""
+    from calamp.config import make_config, model_size
+    from calamp.job import local_workers
+
+    auto = make_config({"networks": 5})
+    assert local_workers(auto, 60.0) == 1
+    assert 1 <= local_workers(auto, 600.0) <= 5
+    assert local_workers(make_config({"networks": 3, "workers": 8}), 1.0) == 3
+    assert local_workers(make_config({"workers": 1}), 1e6) == 1
+    # automatic sizes: the shower flow is 8 couplings of 2x128, the 2D toys keep 4x64
+    assert model_size(auto, 101) == (8, 128) and model_size(auto, 2) == (4, 64)
+    assert model_size(make_config({"layers": 3, "hidden": 16}), 101) == (3, 16)

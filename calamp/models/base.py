@@ -239,6 +239,10 @@ class Generator(tf.Module):
     """
 
     kind: ClassVar[str] = ""
+    xla: ClassVar[bool] = False
+    """Compile the training step with XLA (``jit_compile``); set where it is measured faster
+    (benchmarks/RESULTS.md). The numbers stay deterministic and resumable, but differ in the
+    last bits (and in XLA's own stateless random numbers) from the uncompiled step."""
 
     def __init__(
         self,
@@ -370,7 +374,9 @@ class Generator(tf.Module):
             raise ValueError(msg)
         c = self._check_c(c, n)
         if self._sample_tf is None:
-            self._sample_tf = tf.function(self._sample_impl, reduce_retracing=True)
+            self._sample_tf = tf.function(
+                self._sample_impl, reduce_retracing=True, jit_compile=self.xla
+            )
         return self._sample_tf(tf.constant(n, tf.int32), c, stateless_seed(seed))
 
     def sample_chunks(
@@ -580,7 +586,7 @@ class Generator(tf.Module):
                 step_var.assign_add(1)
             return loss, finite
 
-        step_fn = tf.function(train_step)
+        step_fn = tf.function(train_step, jit_compile=self.xla)
         batches = EpochBatches(seed, n_events, batch_size)
         t0 = time.perf_counter()
         bar = tqdm(
