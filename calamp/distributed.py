@@ -316,7 +316,7 @@ def local_client(workers: int) -> Any:
     from distributed import Client, LocalCluster
 
     cluster = LocalCluster(
-        n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None,
+        n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=":0",
         silence_logs=40,
     )
     client = Client(cluster, set_as_default=False)

@@ -191,13 +191,24 @@ def plot_amplification_vs_bins(
     68 % interval of the combined estimate."""
     ax = _axes(ax)
     n_bins = np.asarray(n_bins)
+
+    def positive(v) -> np.ndarray:  # a log axis: non-positive or missing values are not drawn
+        v = np.asarray(v, dtype=float)
+        return np.where(np.isfinite(v) & (v > 0), v, np.nan)
+
+    amp = positive(amp)
     (line,) = ax.plot(n_bins, amp, marker=marker, label=label)
     art = {"curve": line}
     if lo is not None and hi is not None:
+        lo, hi = positive(lo), positive(hi)
         art["band"] = ax.fill_between(n_bins, lo, hi, alpha=0.25, color=line.get_color())
     art["unity"] = ax.axhline(1.0, color="grey", ls="--", lw=1)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    drawn = [np.asarray(ln.get_ydata(), float) for ln in ax.get_lines() if ln is not art["unity"]]
+    if not any(np.isfinite(y).any() for y in drawn):  # nothing resolved: valid log axes
+        ax.set_ylim(0.1, 10.0)
+        ax.set_xlim(0.5 * float(n_bins.min()), 2.0 * float(n_bins.max()))
     ax.set_xlabel("Number of quantile bins $n_Q$")
     ax.set_ylabel("Amplification $n'/n$")
     if label:
