@@ -46,7 +46,7 @@ SHOWER_OBSERVABLES = (
 MODEL_SIZES: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     # model: ((layers, hidden) for events of <= 3 dimensions, (layers, hidden) for showers)
     # the shower flow: 8 couplings of 2x128 learn the lateral shape that 4 of 2x64 miss
-    # (e_max n_eq 1,148 vs 69 after 2,000 steps, analysis/results/generator_curves.json)
+    # (e_max A_true 0.154 vs 0.00725 after 2,000 steps, analysis/results/generator_curves.json)
     "flow": ((4, 64), (8, 128)),
     "maf": ((4, 64), (4, 64)),
     "cnf": ((4, 64), (4, 64)),
@@ -85,7 +85,8 @@ class RunConfig:
         vi_init_scale: initial posterior standard deviation of every VI weight. 1e-3 (default)
             starts VI near a deterministic network, and the KL term widens it where the data
             allow; the reference code's softplus(-3) = 0.049 leaves an 8x128 shower flow
-            (1.4 M weights) prior-dominated after 2,000 steps (analysis/generator_curves.py).
+            (1.4 M weights) worse than independent cells after 1,500 steps
+            (analysis/results/generator_curves.json).
         hidden, layers: generator size (flow: ``layers`` couplings with two hidden layers of
             ``hidden`` units each; cnf/gan: ``layers`` hidden layers); 0 (default): the size of
             :data:`MODEL_SIZES` for the model and the event dimension (:func:`model_size`).

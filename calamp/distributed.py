@@ -307,30 +307,18 @@ def map_networks(client: Any, cfg: Any, source: Any, binnings: Mapping[str, Any]
 
 
 def local_client(workers: int) -> Any:
-    """A ``distributed.Client`` on a new local cluster of ``workers`` processes, one thread each.
+    """A ``distributed.Client`` that starts (and on ``close()`` stops) its own local cluster of
+    ``workers`` processes, one thread each.
 
     One process per core is how a small TensorFlow network uses a second core (a second
-    intra-op thread makes it slower, benchmarks/RESULTS.md). ``client.close()`` also stops the
-    cluster.
+    intra-op thread makes it slower, benchmarks/RESULTS.md).
     """
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    cluster = LocalCluster(
+    return Client(
         n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=":0",
-        silence_logs=40,
+        silence_logs=40, set_as_default=False,
     )
-    client = Client(cluster, set_as_default=False)
-    client._calamp_cluster = cluster  # noqa: SLF001 - closed together with the client
-    orig_close = client.close
-
-    def close(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return orig_close(*args, **kwargs)
-        finally:
-            cluster.close()
-
-    client.close = close  # type: ignore[method-assign]
-    return client
 
 
 # ------------------------------------------------------------------------------------------------

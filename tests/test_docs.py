@@ -25,10 +25,7 @@ def _block_numbers_missing(marker: str, json_path: Path) -> list[str]:
     text = (ROOT / "README.md").read_text()
     assert f"<!-- {marker}:begin" in text, marker
     block = text.split(f"<!-- {marker}:begin", 1)[1].split(f"<!-- {marker}:end -->", 1)[0]
-    block = block.split("-->", 1)[1]  # drop the marker's own comment
-    block = block.replace("<!-- main-job-table:begin -->", "").replace(
-        "<!-- main-job-table:end -->", ""
-    )
+    block = re.sub(r"<!--.*?-->", "", block.split("-->", 1)[1], flags=re.S)  # the markers
     block = re.sub(r"\(docs/[^)]*\)|`[^`]*`", "", block)  # figure paths, code spans
     block = re.sub(r"(?<=\d),(?=\d{3})", "", block)  # 10,000 -> 10000
     values = _numbers(json.loads(json_path.read_text()))
