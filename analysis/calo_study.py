@@ -13,18 +13,18 @@ against a finite reference. Runs are resumable and keep their draws.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from calamp import pipeline
-from calamp.config import SHOWER_OBSERVABLES, make_config
+from calamp.config import SHOWER_OBSERVABLES
 
-HERE = Path(__file__).resolve().parent
-DATA = HERE.parent / "data" / "shower.root"
+if str(Path(__file__).resolve().parent) not in sys.path:  # imported from a file path (tests)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import studylib  # noqa: E402  (the shared study code, next to this script)
+
+DATA = studylib.HERE.parent / "data" / "shower.root"
 CELLS = ("cell_4_4", "cell_4_5", "cell_5_4", "cell_5_5", "cell_3_4")
 
 BUDGETS: dict[str, dict] = {
@@ -77,12 +77,8 @@ def point_config(tag: str, budget: str, n_train: int, seed: int = 1):
     opts = dict(POINTS[tag])
     base = dict(
         model="flow",
-        networks=b["networks"],
-        draws=b["draws"],
-        generated=b["generated"],
-        train_steps=b["train_steps"],
+        **studylib.budget_options(b),
         n_train=n_train,
-        truth_events=b["truth_events"],
         n_quantiles=b["n_quantiles"],
         batch_size=min(256, n_train),
         hidden=b["hidden"],
@@ -94,14 +90,7 @@ def point_config(tag: str, budget: str, n_train: int, seed: int = 1):
         progress=False,
         chunk_size=20_000,
     )
-    if opts.get("method") == "adammcmc":
-        base.update(
-            burn_in=b["mcmc_burn_in"],
-            mcmc_steps=b["mcmc_burn_in"] + b["draws"] * b["mcmc_thin"],
-            sampler_lr=1e-4,
-        )
-    base.update(opts)
-    return make_config(base)
+    return studylib.run_config(base, opts, b, sampler_lr=1e-4)
 
 
 def points(budget: str, tags: list[str]) -> list[tuple[str, int]]:
@@ -115,28 +104,18 @@ def points(budget: str, tags: list[str]) -> list[tuple[str, int]]:
 
 
 def run(budget: str, tags: list[str], out: Path, data: Path, seed: int) -> None:
-    for tag, n in points(budget, tags):
-        folder = out / budget / f"{tag}_n{n}"
-        if (folder / "results.json").is_file():
-            print(f"[calo] {tag} n={n}: done already", flush=True)
-            continue
-        t0 = time.perf_counter()
-        print(f"[calo] {tag} n={n}: start", flush=True)
-        pipeline.run_job(
-            point_config(tag, budget, n, seed), data, out=folder, resume=folder.exists()
-        )
-        print(f"[calo] {tag} n={n}: {time.perf_counter() - t0:.0f} s", flush=True)
+    """Train/draw/fill every (point, training size) on ``data`` (resumable)."""
+    jobs = (
+        (f"{tag} n={n}", out / budget / f"{tag}_n{n}", point_config(tag, budget, n, seed))
+        for tag, n in points(budget, tags)
+    )
+    studylib.run_points("calo", jobs, data)
 
 
 def summarise(budget: str, out: Path) -> dict:
     """calo_summary.json: per point, training size, observable and binning."""
-    summary: dict = {"budget": budget, "budget_settings": BUDGETS[budget], "points": {}}
-    for folder in sorted((out / budget).glob("*_n*")):
-        if not (folder / "results.json").is_file():
-            continue
-        # recompute the statistics from the stored histograms with the current estimators
-        res = pipeline.reanalyse(folder)
-        cfg = res["config"]
+    summary = studylib.new_summary(budget, BUDGETS)
+    for folder, res in studylib.reanalysed(sorted((out / budget).glob("*_n*"))):
         n = res["data"]["n_train"]
         obs: dict = {}
         for b in res["binnings"].values():
@@ -156,39 +135,13 @@ def summarise(budget: str, out: Path) -> dict:
                 "generated_closer_than_train": clo["generated_closer_than_train"],
                 "verdict": clo["verdict"],
             }
-        wall = sum(
-            net.get("wall_seconds", 0) + net.get("generate_seconds", 0) for net in res["networks"]
+        summary["points"][folder.name] = studylib.point_summary(
+            res,
+            {"data": res["data"], "observables": obs},
+            [v["mad"] for o in obs.values() for v in o.values()],
+            cost_fields=(*studylib.COST_FIELDS, "networks"),
         )
-        summary["points"][folder.name] = {
-            "model": cfg["model"],
-            "method": cfg["method"],
-            "kl_factor": cfg["kl_factor"],
-            "sigma": cfg["sigma"],
-            "n_train": n,
-            "data": res["data"],
-            "observables": obs,
-            "mean_mad": float(np.mean([v["mad"] for o in obs.values() for v in o.values()])),
-            "budget": {
-                "train_steps": cfg["train_steps"],
-                "mcmc_steps": cfg["mcmc_steps"],
-                "draws": cfg["draws"],
-                "generated": cfg["generated"],
-                "networks": cfg["networks"],
-                "wall_seconds": wall,
-                "total_seconds": res["timings"]["total_seconds"],
-            },
-            "acceptance": [net.get("chain", {}).get("acceptance_rate") for net in res["networks"]],
-        }
-    for method in ("vi", "adammcmc"):
-        pts = {
-            t: p
-            for t, p in summary["points"].items()
-            if p["method"] == method and p["model"] == "flow"
-        }
-        if pts:
-            summary.setdefault("best_calibrated", {})[method] = min(
-                pts, key=lambda t: pts[t]["mean_mad"]
-            )
+    studylib.add_best_calibrated(summary, "flow")
     return summary
 
 
@@ -214,11 +167,12 @@ def figures(summary: dict, out: Path, budget: str, fig_dir: Path) -> list[Path]:
             lo, hi = min(lo, vals.min()), max(hi, vals.max())
     if hi > 0:
         ax.plot([lo / 2, hi * 2], [lo / 2, hi * 2], "--", color="grey", label="diagonal")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(r"JSD closure ('true') amplification $n_{eq}/n$")
-    ax.set_ylabel(r"Bayesian amplification $n'/n$")
-    ax.legend(fontsize=8)
+    studylib.log_axes(
+        ax,
+        r"JSD closure ('true') amplification $n_{eq}/n$",
+        r"Bayesian amplification $n'/n$",
+        fontsize=8,
+    )
     plotting.label_axes(ax, "Simulation", "50 GeV photons, all observables")
     made.append(plotting.save_figure(fig, fig_dir / "closure_all")[1])
 
@@ -237,12 +191,8 @@ def figures(summary: dict, out: Path, budget: str, fig_dir: Path) -> list[Path]:
                 color=f"C{j % 10}",
                 label=f"{name} ({nq} q.)",
             )
-        ax.set_xscale("log")
-        ax.set_yscale("log")
         ax.axhline(1, color="grey", ls="--")
-        ax.set_xlabel("Training showers $n$")
-        ax.set_ylabel("Amplification $n'/n$")
-        ax.legend(fontsize=8, ncol=2)
+        studylib.log_axes(ax, "Training showers $n$", "Amplification $n'/n$", fontsize=8, ncol=2)
         plotting.label_axes(ax, "Simulation", tag)
         made.append(plotting.save_figure(fig, fig_dir / f"amplification_vs_n_{tag}")[1])
 
@@ -268,38 +218,15 @@ def figures(summary: dict, out: Path, budget: str, fig_dir: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("step", choices=("run", "report", "all"))
-    p.add_argument("--budget", choices=sorted(BUDGETS), default="small")
-    p.add_argument("--points", default=",".join(POINTS))
-    p.add_argument("--input", type=Path, default=DATA, help="shower ROOT file (input contract)")
-    p.add_argument("--out", type=Path, default=HERE / "runs" / "calo")
-    p.add_argument("--results", type=Path, default=HERE / "results")
-    p.add_argument("--figures", type=Path, default=HERE / "figures" / "calo")
-    p.add_argument("--seed", type=int, default=1)
-    args = p.parse_args(argv)
-    tags = [t.strip() for t in args.points.split(",") if t.strip()]
-    unknown = [t for t in tags if t not in POINTS]
-    if unknown:
-        print(f"calo_study: error: unknown point(s) {unknown}", file=sys.stderr)
-        return 2
-    if args.step in ("run", "all"):
-        run(args.budget, tags, args.out, args.input, args.seed)
-    if args.step in ("report", "all"):
-        from calamp.outputs import write_json
-
-        summary = summarise(args.budget, args.out)
-        summary["figures"] = [str(f) for f in figures(summary, args.out, args.budget, args.figures)]
-        args.results.mkdir(parents=True, exist_ok=True)
-        path = write_json(args.results / f"calo_summary_{args.budget}.json", summary)
-        if args.budget == "small":
-            write_json(args.results / "calo_summary.json", summary)
-        print(f"[calo] summary: {path}")
-        for t, pt in summary["points"].items():
-            print(
-                f"{t:<24} mean MAD={pt['mean_mad']:.3f} wall={pt['budget']['total_seconds']:.0f}s"
-            )
-    return 0
+    study = studylib.Study("calo", __doc__, BUDGETS, POINTS, option="points")
+    return study.main(
+        argv,
+        inputs={"--input": dict(type=Path, default=DATA, help="shower ROOT file (input contract)")},
+        run=lambda args, tags: run(args.budget, tags, args.out, args.input, args.seed),
+        summarise=lambda args: summarise(args.budget, args.out),
+        figures=lambda args, summary: figures(summary, args.out, args.budget, args.figures),
+        line=lambda tag, point: f"{tag:<24}" + studylib.cost_text(point),
+    )
 
 
 if __name__ == "__main__":

@@ -15,18 +15,14 @@ setting (a GPU-cluster budget), ``small`` what fits a 2-core CPU in about an hou
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from calamp import pipeline
-from calamp.config import make_config
-
-HERE = Path(__file__).resolve().parent
+if str(Path(__file__).resolve().parent) not in sys.path:  # imported from a file path (tests)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import studylib  # noqa: E402  (the shared study code, next to this script)
 
 # grid sides n (n_Q = n^2): the paper's list, cut where the budget's generated sample runs out
 PAPER_GRIDS = (2, 3, 4, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100, 150, 200)
@@ -86,6 +82,14 @@ CONFIGS: dict[str, dict] = {
 }
 
 
+# the reference values of arXiv:2408.00838 (amplification fits A = a n_Q^b)
+REFERENCE = {
+    "vi_k10": {"a": 0.0043, "a_err": 0.0029, "b": 0.99, "b_err": 0.07},
+    "adammcmc_s0.1": {"a": 0.0121, "a_err": 0.0047, "b": 0.986, "b_err": 0.037},
+    "best_calibrated": {"vi_k": 10, "adammcmc_sigma": 0.1},
+}
+
+
 def study_config(tag: str, budget: str, seed: int = 1):
     """The :class:`~calamp.config.RunConfig` of one study point."""
     b = BUDGETS[budget]
@@ -96,12 +100,8 @@ def study_config(tag: str, budget: str, seed: int = 1):
     base = dict(
         toy="ring",
         model=model,
-        networks=b["networks"],
-        draws=b["draws"],
-        generated=b["generated"],
-        train_steps=b["train_steps"],
+        **studylib.budget_options(b),
         n_train=b["n_train"],
-        truth_events=b["truth_events"],
         n_quantiles=b["grids"],
         batch_size=1_000,
         hidden=hidden,
@@ -117,30 +117,19 @@ def study_config(tag: str, budget: str, seed: int = 1):
         ode_solver="rk4",
         ode_steps=8,
     )
-    if opts.get("method") == "adammcmc":
-        # pre-training as for VI, then burn-in + s draws spaced by `thin` sampler steps;
-        # AdamMCMC step size = the training learning rate (Adam proposal centre)
-        base.update(
-            burn_in=b["mcmc_burn_in"],
-            mcmc_steps=b["mcmc_burn_in"] + b["draws"] * b["mcmc_thin"],
-            sampler_lr=1e-3,
-        )
-    base.update(opts)
-    return make_config(base)
+    # AdamMCMC step size = the training learning rate (Adam proposal centre)
+    return studylib.run_config(base, opts, b, sampler_lr=1e-3)
 
 
 def run(budget: str, tags: list[str], out: Path, seed: int) -> None:
     """Train/draw/fill every study point (resumable)."""
-    for tag in tags:
-        cfg = study_config(tag, budget, seed)
-        folder = out / budget / tag
-        if (folder / "results.json").is_file():
-            print(f"[ring] {tag}: done already", flush=True)
-            continue
-        t0 = time.perf_counter()
-        print(f"[ring] {tag}: start", flush=True)
-        pipeline.run_job(cfg, out=folder, resume=folder.exists())
-        print(f"[ring] {tag}: {time.perf_counter() - t0:.0f} s", flush=True)
+    jobs = ((tag, out / budget / tag, study_config(tag, budget, seed)) for tag in tags)
+    studylib.run_points("ring", jobs)
+
+
+def grid_keys(res: dict) -> list[tuple[int, str]]:
+    """``(n, key)`` of a run's (r, phi) binnings (n x n quantiles), coarsest first."""
+    return sorted((int(k.split("/q")[1]), k) for k in res["binnings"] if k.startswith("ring/"))
 
 
 def power_law(n_q: np.ndarray, amp: np.ndarray, amp_err: np.ndarray) -> dict:
@@ -168,27 +157,12 @@ def power_law(n_q: np.ndarray, amp: np.ndarray, amp_err: np.ndarray) -> dict:
 
 def summarise(budget: str, out: Path) -> dict:
     """Collect every finished study point into the machine-readable summary."""
-    summary: dict = {
-        "budget": budget,
-        "budget_settings": BUDGETS[budget],
-        "points": {},
-        "reference": {
-            "vi_k10": {"a": 0.0043, "a_err": 0.0029, "b": 0.99, "b_err": 0.07},
-            "adammcmc_s0.1": {"a": 0.0121, "a_err": 0.0047, "b": 0.986, "b_err": 0.037},
-            "best_calibrated": {"vi_k": 10, "adammcmc_sigma": 0.1},
-        },
-    }
-    for tag in CONFIGS:
-        folder = out / budget / tag
-        if not (folder / "results.json").is_file():
-            continue
-        # recompute the statistics from the stored histograms with the current estimators
-        res = pipeline.reanalyse(folder, plots=False)
-        n = res["data"]["n_train"]
-        grids = sorted(int(k.split("/q")[1]) for k in res["binnings"] if k.startswith("ring/"))
+    summary = studylib.new_summary(budget, BUDGETS, reference=REFERENCE)
+    folders = (out / budget / tag for tag in CONFIGS)
+    for folder, res in studylib.reanalysed(folders, plots=False):
         rows = []
-        for g in grids:
-            b = res["binnings"][f"ring/q{g}"]
+        for g, key in grid_keys(res):
+            b = res["binnings"][key]
             f = np.asarray(b["amplification"]["factor"], float)
             rows.append(
                 {
@@ -227,40 +201,13 @@ def summarise(budget: str, out: Path) -> dict:
                 ]
             )
             fit = power_law(nq, amp, err)
-        wall = sum(
-            net.get("wall_seconds", 0) + net.get("generate_seconds", 0) for net in res["networks"]
+        summary["points"][folder.name] = studylib.point_summary(
+            res,
+            {"fit": fit, "rows": rows, "mad_by_grid": {str(r["grid"]): r["mad"] for r in rows}},
+            [r["mad"] for r in rows],
+            fields=("model", "method", "kl_factor", "kl_convention", "sigma"),
         )
-        cfg = res["config"]
-        summary["points"][tag] = {
-            "model": cfg["model"],
-            "method": cfg["method"],
-            "kl_factor": cfg["kl_factor"],
-            "kl_convention": cfg["kl_convention"],
-            "sigma": cfg["sigma"],
-            "n_train": n,
-            "fit": fit,
-            "rows": rows,
-            "mad_by_grid": {str(r["grid"]): r["mad"] for r in rows},
-            "mean_mad": float(np.mean([r["mad"] for r in rows])),
-            "budget": {
-                "train_steps": cfg["train_steps"],
-                "mcmc_steps": cfg["mcmc_steps"],
-                "draws": cfg["draws"],
-                "generated": cfg["generated"],
-                "wall_seconds": wall,
-                "total_seconds": res["timings"]["total_seconds"],
-            },
-            "acceptance": [net.get("chain", {}).get("acceptance_rate") for net in res["networks"]],
-        }
-    for method in ("vi", "adammcmc"):
-        pts = {
-            t: p
-            for t, p in summary["points"].items()
-            if p["method"] == method and p["model"] == "cnf"
-        }
-        if pts:
-            best = min(pts, key=lambda t: pts[t]["mean_mad"])
-            summary.setdefault("best_calibrated", {})[method] = best
+    studylib.add_best_calibrated(summary, "cnf")
     return summary
 
 
@@ -312,9 +259,7 @@ def figures(budget: str, out: Path, summary: dict, fig_dir: Path) -> list[Path]:
         fig, ax = plt.subplots()
         drawn = False
         for t in pts:
-            res_path = out / budget / t / "results.json"
-            res = json.loads(res_path.read_text())
-            b = res["binnings"].get(f"ring/q{g}")
+            b = studylib.load_results(out / budget / t)["binnings"].get(f"ring/q{g}")
             if b is None:
                 continue
             cov = b["coverage"]
@@ -351,10 +296,8 @@ def figures(budget: str, out: Path, summary: dict, fig_dir: Path) -> list[Path]:
     # 4. signed radial coverage deviation on the finest grid
     fig, ax = plt.subplots()
     for t in pts:
-        res = json.loads((out / budget / t / "results.json").read_text())
-        keys = sorted((int(k.split("/q")[1]), k) for k in res["binnings"] if k.startswith("ring/"))
-        g, key = keys[-1]
-        b = res["binnings"][key]
+        res = studylib.load_results(out / budget / t)
+        b = res["binnings"][grid_keys(res)[-1][1]]
         prof = b["coverage"].get("profile")
         if prof is None:
             continue
@@ -395,17 +338,18 @@ def figures(budget: str, out: Path, summary: dict, fig_dir: Path) -> list[Path]:
         n = p["n_train"]
         ax.plot(nq, [r["n_prime"] / n for r in p["rows"]], "o-", color=colors[t], label=f"{t} n'")
         ax.plot(nq, [r["n_eq"] / n for r in p["rows"]], "s--", color=colors[t], ms=4)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("Number of quantiles $n_Q$")
-    ax.set_ylabel("Amplification (solid: Bayesian n'/n, dashed: JSD n_eq/n)")
-    ax.legend(fontsize=7)
+    studylib.log_axes(
+        ax,
+        "Number of quantiles $n_Q$",
+        "Amplification (solid: Bayesian n'/n, dashed: JSD n_eq/n)",
+        fontsize=7,
+    )
     made.append(plotting.save_figure(fig, fig_dir / "closure_vs_nq")[1])
 
     # 7. per-bin amplification on the finest grid of the headline VI point, as an (r, phi) map
     if tag is not None:
-        res = json.loads((out / budget / tag / "results.json").read_text())
-        keys = sorted((int(k.split("/q")[1]), k) for k in res["binnings"] if k.startswith("ring/"))
+        res = studylib.load_results(out / budget / tag)
+        keys = grid_keys(res)
         g, key = keys[len(keys) // 2]
         b = res["binnings"][key]
         per_bin = np.asarray(
@@ -426,45 +370,26 @@ def figures(budget: str, out: Path, summary: dict, fig_dir: Path) -> list[Path]:
     return made
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("step", choices=("run", "report", "all"))
-    p.add_argument("--budget", choices=sorted(BUDGETS), default="small")
-    p.add_argument(
-        "--configs",
-        default=",".join(CONFIGS),
-        help=f"comma-separated study points (default all: {', '.join(CONFIGS)})",
+def fit_line(tag: str, point: dict) -> str:
+    """A point's line in the printed report: power-law fit, mean MAD, wall time."""
+    fit = point["fit"] or {}
+    return (
+        f"{tag:<18} a={fit.get('a', float('nan')):.3g}±{fit.get('a_err', float('nan')):.2g}"
+        f" b={fit.get('b', float('nan')):.3f}±{fit.get('b_err', float('nan')):.3f}"
+        + studylib.cost_text(point)
     )
-    p.add_argument("--out", type=Path, default=HERE / "runs" / "ring")
-    p.add_argument("--results", type=Path, default=HERE / "results")
-    p.add_argument("--figures", type=Path, default=HERE / "figures" / "ring")
-    p.add_argument("--seed", type=int, default=1)
-    args = p.parse_args(argv)
-    tags = [t.strip() for t in args.configs.split(",") if t.strip()]
-    unknown = [t for t in tags if t not in CONFIGS]
-    if unknown:
-        print(f"ring_study: error: unknown config(s) {unknown}", file=sys.stderr)
-        return 2
-    if args.step in ("run", "all"):
-        run(args.budget, tags, args.out, args.seed)
-    if args.step in ("report", "all"):
-        summary = summarise(args.budget, args.out)
-        summary["figures"] = [str(f) for f in figures(args.budget, args.out, summary, args.figures)]
-        args.results.mkdir(parents=True, exist_ok=True)
-        from calamp.outputs import write_json
 
-        path = write_json(args.results / f"ring_summary_{args.budget}.json", summary)
-        if args.budget == "small":  # the budget RING_RESULTS.md reports
-            write_json(args.results / "ring_summary.json", summary)
-        print(f"[ring] summary: {path}")
-        for t, pt in summary["points"].items():
-            fit = pt["fit"] or {}
-            print(
-                f"{t:<18} a={fit.get('a', float('nan')):.3g}±{fit.get('a_err', float('nan')):.2g}"
-                f" b={fit.get('b', float('nan')):.3f}±{fit.get('b_err', float('nan')):.3f}"
-                f" mean MAD={pt['mean_mad']:.3f} wall={pt['budget']['total_seconds']:.0f}s"
-            )
-    return 0
+
+def main(argv: list[str] | None = None) -> int:
+    study = studylib.Study("ring", __doc__, BUDGETS, CONFIGS, option="configs")
+    return study.main(
+        argv,
+        option_help=f"comma-separated study points (default all: {', '.join(CONFIGS)})",
+        run=lambda args, tags: run(args.budget, tags, args.out, args.seed),
+        summarise=lambda args: summarise(args.budget, args.out),
+        figures=lambda args, summary: figures(args.budget, args.out, summary, args.figures),
+        line=fit_line,
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ from calamp.bayes.vi import VIConfig  # noqa: E402
 from calamp.models.flows import CouplingFlow  # noqa: E402
 
 
-def step_cost(vi: bool, xla: bool, steps: int = 60, warm: int = 10) -> tuple[float, float]:
+def step_cost(vi: bool, xla: bool, steps: int = 60, warm: int = 10, couplings: int = 8,
+              hidden: int = 128) -> tuple[float, float]:
     """(compile + first step seconds, seconds per later step) of CouplingFlow.fit."""
     x = np.random.default_rng(0).standard_normal((2560, 101)).astype(np.float32)
     kw = dict(bayesian="vi", vi=VIConfig.from_k(1.0, 10_000, init_scale=1e-3)) if vi else {}
@@ -32,7 +33,7 @@ def step_cost(vi: bool, xla: bool, steps: int = 60, warm: int = 10) -> tuple[flo
         def xla(self) -> bool:  # type: ignore[override]
             return xla
 
-    model = Flow(101, 0, n_couplings=8, hidden=(128, 128), seed=0, **kw)
+    model = Flow(101, 0, n_couplings=couplings, hidden=(hidden, hidden), seed=0, **kw)
     stamps: dict[int, float] = {}
     t0 = time.perf_counter()
     model.fit(x, None, steps=steps, batch_size=256, seed=1, progress=False,
@@ -52,16 +53,25 @@ def rng_cost(xla: bool, n: int = 1_360_000, repeats: int = 10) -> float:
 
 
 def main() -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--small", action="store_true",
+                   help="also the small flows (3x32: the quick preset, 2x16: the tests)")
+    args = p.parse_args()
     print(f"load average at start: {os.getloadavg()}")
-    print("| training step | compile + first step [s] | per step [ms] |")
-    print("|---|---|---|")
-    for vi in (False, True):
-        for xla in (False, True):
-            first, per = step_cost(vi, xla)
-            name = f"{'VI k=1' if vi else 'deterministic'}, {'XLA' if xla else 'plain'}"
-            print(f"| {name} | {first:.1f} | {1e3 * per:.0f} |", flush=True)
+    print("| flow | training step | compile + first step [s] | per step [ms] |")
+    print("|---|---|---|---|")
+    archs = [(8, 128)] + ([(3, 32), (2, 16)] if args.small else [])
+    for couplings, hidden in archs:
+        for vi in (False, True):
+            for xla in (False, True):
+                first, per = step_cost(vi, xla, couplings=couplings, hidden=hidden)
+                name = f"{'VI k=1' if vi else 'deterministic'}, {'XLA' if xla else 'plain'}"
+                print(f"| {couplings}x{hidden} | {name} | {first:.1f} | {1e3 * per:.0f} |",
+                      flush=True)
     for xla in (False, True):
-        print(f"| 1.36 M stateless normals, {'XLA' if xla else 'plain'} | – | "
+        print(f"| 8x128 | 1.36 M stateless normals, {'XLA' if xla else 'plain'} | – | "
               f"{1e3 * rng_cost(xla):.0f} |", flush=True)
 
 

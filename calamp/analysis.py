@@ -262,5 +262,17 @@ def format_summary(results: Mapping[str, Any]) -> str:
             + ", ".join(f"{c['acceptance_rate']:.2f}" for c in chains)
             + f"; ESS of θ projections per network: {ess_txt} of "
             f"{results['data']['n_draws']} draws"
+            + _rhat_text(chains)
         )
     return "\n".join(lines)
+
+
+def _rhat_text(chains: list[dict[str, Any]]) -> str:
+    """The between-chain split-R̂ per network, when several chains ran per network."""
+    n = chains[0].get("chains", 1)
+    if n <= 1:
+        return ""
+    rhat = ", ".join(
+        "n/a" if c.get("rhat_theta_max") is None else f"{c['rhat_theta_max']:.3f}" for c in chains
+    )
+    return f" in {n} chains each; split-R-hat between them: {rhat}"

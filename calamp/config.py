@@ -100,6 +100,10 @@ class RunConfig:
             not replace it: its loss lacks the prior term of the sampler's energy.
         mcmc_thin: sampler steps between kept draws (0: measured, see ``mcmc_steps``).
         max_thin: upper bound of the measured thinning (bounds the chain's cost).
+        chains: C independent SG-MCMC chains per network (all from the pre-trained weights,
+            each with its own sampler seed and burn-in), each keeping s/C of the s draws;
+            C > 1 adds the between-chain split-R̂ to the diagnostics. ``mcmc_steps``,
+            ``burn_in`` and the thinning are per chain.
         n_quantiles: numbers of quantile bins per axis (1D observables; the ring's (r, φ) grid
             uses n×n cells).
         truth_events: size of the truth sample that defines the binning and the truth fractions.
@@ -139,6 +143,7 @@ class RunConfig:
     burn_in: int = 1_000
     mcmc_thin: int = 0
     max_thin: int = 100
+    chains: int = 1
     hidden: int = 0
     layers: int = 0
     ode_solver: str = "dopri"
@@ -172,18 +177,24 @@ class RunConfig:
         return d
 
     @property
+    def chain_draws(self) -> int:
+        """Draws kept by each of the ``chains`` SG-MCMC chains of a network (s / C)."""
+        return self.draws // max(1, self.chains)
+
+    @property
     def thin(self) -> int:
         """Sampler steps between kept draws; 0: measured from the burn-in (``mcmc_steps``)."""
         if self.mcmc_steps > 0:
-            return max(1, (self.mcmc_steps - self.burn_in) // self.draws)
+            return max(1, (self.mcmc_steps - self.burn_in) // self.chain_draws)
         return self.mcmc_thin
 
     @property
     def effective_mcmc_steps(self) -> int:
-        """Sampler steps including burn-in (an upper bound when the thinning is measured)."""
+        """Sampler steps of one chain including burn-in (an upper bound when the thinning is
+        measured); a network runs ``chains`` of them."""
         if self.mcmc_steps > 0:
             return self.mcmc_steps
-        return self.burn_in + self.draws * (self.mcmc_thin or self.max_thin)
+        return self.burn_in + self.chain_draws * (self.mcmc_thin or self.max_thin)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -382,10 +393,22 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.burn_in >= 0, "burn_in", "must be >= 0")
     _check(cfg.mcmc_thin >= 0, "mcmc_thin", "must be >= 0")
     _check(cfg.max_thin >= 1, "max_thin", "must be >= 1")
+    _check(cfg.chains >= 1, "chains", f"must be >= 1, got {cfg.chains}")
+    if cfg.chains > 1:
+        _check(
+            cfg.method in ("adammcmc", "sgld", "sghmc"),
+            "chains",
+            f"several chains per network need an SG-MCMC method, not {cfg.method!r}",
+        )
+        _check(
+            cfg.draws % cfg.chains == 0 and cfg.draws // cfg.chains >= 2,
+            "chains",
+            f"the {cfg.draws} draws must split into {cfg.chains} chains of >= 2 draws each",
+        )
     _check(
-        cfg.effective_mcmc_steps - cfg.burn_in >= cfg.draws,
+        cfg.effective_mcmc_steps - cfg.burn_in >= cfg.chain_draws,
         "mcmc_steps",
-        f"needs at least burn_in + draws = {cfg.burn_in + cfg.draws} steps",
+        f"needs at least burn_in + draws per chain = {cfg.burn_in + cfg.chain_draws} steps",
     )
     _check(
         cfg.thin > 0 or cfg.burn_in >= 20,

@@ -21,10 +21,12 @@ import numpy as np
 from calamp import __version__
 from calamp.analysis import format_summary, summary_rows
 from calamp.config import RunConfig, model_size
+from calamp.generation import write_samples
 from calamp.histograms import Binning
 from calamp.io import CalampError, ShowerSet
+from calamp.network import load_network, network_task
 from calamp.outputs import root_records
-from calamp.posterior import load_network, oracle_network, run_network, write_samples
+from calamp.posterior import oracle_network
 from calamp.seeds import PURPOSES, derive_seed
 from calamp.sources import Source, event_observables, make_binnings, prepare_source, split_key
 
@@ -78,19 +80,21 @@ def analyse(
         n_boot=cfg.bootstrap,
         seed=derive_seed(cfg.seed, "coverage"),
     )
-    if cfg.method in _CHAIN_METHODS and s >= 4:
-        res["chain"] = chain_diagnostics(np.asarray(fractions))
+    if cfg.method in _CHAIN_METHODS and s // cfg.chains >= 4:
+        res["chain"] = chain_diagnostics(np.asarray(fractions), chains=cfg.chains)
     return res
 
 
 _CHAIN_METHODS = ("adammcmc", "sgld", "sghmc")
 
 
-def chain_diagnostics(fractions: np.ndarray) -> dict[str, Any]:
-    """ESS and split-R̂ of the per-bin histogram values along each network's chain.
+def chain_diagnostics(fractions: np.ndarray, *, chains: int = 1) -> dict[str, Any]:
+    """ESS and split-R̂ of the per-bin histogram values along each network's chain(s).
 
     Args:
-        fractions: (K, s, B) bin fractions, draws in chain order.
+        fractions: (K, s, B) bin fractions, draws in chain order (``chains`` chains of s/C
+            draws one after the other).
+        chains: C chains per network (R̂ then compares them).
 
     Returns:
         ``{"ess_min": [K], "ess_median": [K], "rhat_max": [K], "warning": str | None}``
@@ -98,8 +102,12 @@ def chain_diagnostics(fractions: np.ndarray) -> dict[str, Any]:
     """
     from calamp.bayes.diagnostics import chain_summary, warning_for
 
-    k, s, _ = fractions.shape
-    rows = [chain_summary(fractions[i]) for i in range(k)]
+    k, s, b = fractions.shape
+    if chains > 1:  # (K, C, s/C, B) -> per network (s/C, C, B)
+        per_chain = fractions.reshape(k, chains, s // chains, b).transpose(0, 2, 1, 3)
+        rows = [chain_summary(per_chain[i], chains=chains) for i in range(k)]
+    else:
+        rows = [chain_summary(fractions[i]) for i in range(k)]
     warnings = [warning_for(r, s) for r in rows]
     worst = next((f"network {i}: {w}" for i, w in enumerate(warnings) if w), None)
     return {
@@ -160,7 +168,7 @@ def estimate_seconds(cfg: RunConfig, n_train: int, dim: int, workers: int = 1) -
         step, gen = 0.0, 1e-6
     steps = cfg.train_steps * (cfg.draws if cfg.method == "ensemble" else 1)
     if cfg.method in ("adammcmc", "sgld", "sghmc"):
-        steps += cfg.effective_mcmc_steps * (3 if cfg.method == "adammcmc" else 1)
+        steps += cfg.chains * cfg.effective_mcmc_steps * (3 if cfg.method == "adammcmc" else 1)
     per_net = steps * step + cfg.draws * cfg.generated * (gen + 2e-6 * scale)
     rounds = -(-cfg.networks // max(1, workers))  # networks per worker, rounded up
     return rounds * per_net + 20.0 + (10.0 if workers > 1 else 0.0)
@@ -212,7 +220,7 @@ def run_job(
 
         client = own_client = connect(cfg.scheduler)
     source = prepare_source(cfg, input_path, showers)
-    dim = 2 if source.kind == "ring" else int(np.prod(source.train_sets[0].shape)) + 1
+    dim = source.event_dim
     est = estimate_seconds(cfg, source.n_train, dim)
     n_workers = local_workers(cfg, est) if client is None else 1
     est = estimate_seconds(cfg, source.n_train, dim, n_workers)
@@ -236,14 +244,10 @@ def run_job(
             + (f"{n_workers} worker processes" if n_workers > 1 else "in this process"),
             file=sys.stderr,
         )
-        if n_workers > 1:
-            from calamp.distributed import local_client
-
-            client = own_client = local_client(n_workers)
         timings: dict[str, float] = {}
 
         t0 = time.perf_counter()
-        names = None if source.kind == "ring" else tuple(cfg.observables)
+        names = tuple(cfg.observables)
         truth_obs = event_observables(source.kind, source.truth, names)
         from calamp.analysis import drop_constant
 
@@ -262,15 +266,22 @@ def run_job(
         }
         timings["binning_seconds"] = time.perf_counter() - t0
 
-        if client is None:
-            per_net = [
-                run_network(cfg, k, source, binnings, out, resume=resume)
-                for k in range(cfg.networks)
-            ]
-        else:
-            from calamp.distributed import map_networks
-
-            per_net = map_networks(client, cfg, source, binnings, out, resume=resume)
+        executor, started = _executor(client, n_workers)
+        own_client = own_client or started
+        per_net = executor.map(
+            network_task,
+            range(cfg.networks),
+            shared={
+                # bars of many workers would interleave in their logs; the client shows one
+                "cfg": cfg if executor.in_process else dataclasses.replace(cfg, progress=False),
+                "source": source,
+                "binnings": dict(binnings),
+                "out": str(out.resolve()),
+                "resume": resume,
+            },
+            desc="networks",
+            progress=cfg.progress,
+        )
 
         t0 = time.perf_counter()
         results: dict[str, Any] = {
@@ -317,7 +328,7 @@ def run_job(
             arrays[f"fractions/{key}"] = fractions
             arrays[f"truth/{key}"] = truth[key]
             arrays[f"train/{key}"] = train_fr[key]
-        if source.kind == "showers" and per_net[0]["mean_image"] is not None:
+        if per_net[0]["mean_image"] is not None:  # showers: the mean image per draw
             arrays["mean_image"] = np.stack([pn["mean_image"] for pn in per_net])
             arrays["truth_mean_image"] = source.truth.energy.mean(axis=0)
         timings["statistics_seconds"] = time.perf_counter() - t0
@@ -358,6 +369,21 @@ def run_job(
         folder.close()
         if own_client is not None:
             own_client.close()
+
+
+def _executor(client: Any, n_workers: int) -> tuple[Any, Any]:
+    """Where the networks run: the given client's cluster, a local cluster of ``n_workers``
+    one-thread processes, or this process. Returns (executor, client this call started)."""
+    from calamp.executors import DaskExecutor, LocalExecutor
+
+    if client is not None:
+        return DaskExecutor(client), None
+    if n_workers > 1:
+        from calamp.distributed import local_client
+
+        started = local_client(n_workers)
+        return DaskExecutor(started), started
+    return LocalExecutor(), None
 
 
 def _truth_size(source: Source) -> float:

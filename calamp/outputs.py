@@ -15,9 +15,6 @@ values); multi-dimensional grids (the ring's (r, φ)) use the flattened bin inde
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,7 @@ import hist
 import numpy as np
 import uproot
 
+from calamp.atomic import write_json_atomic
 from calamp.stats.arrays import jsonable
 
 __all__ = ["root_records", "to_jsonable", "write_json", "write_root"]
@@ -50,13 +48,7 @@ def to_jsonable(obj: Any) -> Any:
 
 def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
     """Write ``data`` as indented JSON atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(to_jsonable(data), fh, indent=1, allow_nan=False)
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, to_jsonable(data))
 
 
 def _axis(edges: np.ndarray | None, n_bins: int, label: str) -> hist.axis.AxesMixin:

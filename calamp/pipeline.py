@@ -1,7 +1,8 @@
 """The main job's stages under one name (kept for notebooks and scripts written against it).
 
 The code lives in the modules of the one-way layout: :mod:`calamp.sources` (training sets,
-truth, observables, binnings, feature maps), :mod:`calamp.posterior` (train, draw, generate),
+truth, observables, binnings, feature maps), :mod:`calamp.posterior` (build, train, draw),
+:mod:`calamp.generation` (generate), :mod:`calamp.network` (one network's unit of work),
 :mod:`calamp.job` (``run_job``, ``reanalyse``) and :mod:`calamp.seeds`. A notebook can run
 the stages one by one:
 
@@ -14,6 +15,7 @@ the stages one by one:
 
 from __future__ import annotations
 
+from calamp.generation import draw_events, fill_network, generation_context, write_samples
 from calamp.job import (
     analyse,
     chain_diagnostics,
@@ -21,19 +23,9 @@ from calamp.job import (
     reanalyse,
     run_job,
 )
+from calamp.network import load_network, network_task, run_network
 from calamp.outputs import root_records
-from calamp.posterior import (
-    NetworkDraws,
-    build_model,
-    draw_events,
-    fill_network,
-    generation_context,
-    load_network,
-    oracle_network,
-    run_network,
-    train_network,
-    write_samples,
-)
+from calamp.posterior import NetworkDraws, build_model, oracle_network, train_network
 from calamp.seeds import PURPOSES, derive_seed
 from calamp.sources import (
     RingFeatures,
@@ -66,6 +58,7 @@ __all__ = [
     "generation_context",
     "incident_energies",
     "load_network",
+    "network_task",
     "make_binnings",
     "make_features",
     "model_context",

@@ -1,50 +1,39 @@
-"""The Bayesian generator of one network: build, train, take posterior draws, generate.
+"""The Bayesian generator of one network: build, train, take posterior draws.
 
-:func:`train_network` builds the model through the registry, trains it and takes s posterior
-draws (VI weight draws, SG-MCMC states, ensemble members, or the oracle's bootstrap);
-:func:`draw_events` is the one generation code path (histograms, ``--write-samples`` and dask
-tasks); :func:`run_network` is the independent unit of work a dask worker runs.
+:func:`build_model` builds the model of the configuration through the generator registry;
+:func:`train_network` trains it and takes s posterior draws (VI weight draws, SG-MCMC states,
+ensemble members) as a :class:`NetworkDraws`; :func:`oracle_network` gives the oracle's
+(truth samples as draws). Generation from the draws is :mod:`calamp.generation`, the
+per-network unit of work (train, store, generate) :mod:`calamp.network`.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from calamp.config import RunConfig, model_size
-from calamp.histograms import Binning, HistogramSet
-from calamp.io import CalampError, ShowerSet
+from calamp.io import CalampError
 from calamp.seeds import derive_seed
 from calamp.sources import (
-    RingFeatures,
     Source,
-    decode_events,
-    event_observables,
+    encode_events,
     incident_energies,
     make_features,
     model_context,
-    split_key,
 )
 
 __all__ = [
     "NetworkDraws",
     "build_model",
-    "draw_events",
-    "fill_network",
-    "generation_context",
-    "load_network",
     "oracle_network",
-    "run_network",
     "train_network",
-    "write_samples",
 ]
 
 
@@ -130,7 +119,7 @@ def _batch_fn(
     current and the proposed state of one step.
     """
     from calamp._tf import tf
-    from calamp.models.base import EpochBatches
+    from calamp.models.training import EpochBatches
 
     batches = EpochBatches(seed, len(x), batch_size)
 
@@ -154,18 +143,13 @@ def train_network(
     fit, then a chain whose thinned states are the draws. Ensemble: s independently initialised
     fits on the same training set. Checkpoints go to ``workdir`` so an interrupted run resumes.
     """
-    from calamp.models.base import TrainingError
+    from calamp.models.training import TrainingError
 
     if cfg.method == "oracle":
         return oracle_network(cfg, k, source)
     train = source.train_sets[k]
     feats = make_features(cfg, source.kind, train)
-    x = (
-        feats.forward(train)
-        if source.kind == "ring"
-        else feats.forward(train.energy, train.incident_energy)
-    )
-    x = np.asarray(x, np.float32)
+    x = encode_events(source.kind, feats, train)
     c = model_context(source.kind, train)
     cdim = 0 if c is None else c.shape[1]
     n = len(x)
@@ -288,7 +272,8 @@ def _run_sampler(
     batch: int,
     ckpt: Path | None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Burn-in, thinning (measured unless given) and s kept states of one SG-MCMC chain.
+    """Burn-in, thinning (measured unless given) and s kept states of ``cfg.chains`` SG-MCMC
+    chains (s/C each, concatenated in chain order; C > 1 adds the between-chain split-R̂).
 
     The target is the tempered posterior π(θ) ∝ exp(−λ U(θ)) with λ = ``inverse_temperature``
     and U(θ) = N · (mean per-event loss of the batch) + |θ|²/(2 prior_scale²): the data term is
@@ -314,38 +299,64 @@ def _run_sampler(
         prior = 0.5 * inv_prior_var * tf.add_n([tf.reduce_sum(tf.square(v)) for v in variables])
         return data + tf.cast(prior, data.dtype)
 
+    from calamp.bayes.diagnostics import chain_summary, warning_for
+    from calamp.bayes.flat import get_flat, set_flat
+
+    def make_sampler(seed: int) -> Any:
+        common = dict(inverse_temperature=cfg.inverse_temperature, seed=seed)
+        if cfg.method == "adammcmc":
+            # Adam's moments adapt during burn-in and are frozen afterwards, which keeps the
+            # Metropolis-Hastings chain exact (the reference code never freezes them).
+            return AdamMCMC(
+                variables,
+                energy,
+                lr=cfg.sampler_lr,
+                sigma=cfg.sigma,
+                adapt_steps=cfg.burn_in,
+                **common,
+            )
+        if cfg.method == "sgld":
+            return SGLD(variables, energy, lr=cfg.sampler_lr, **common)
+        return SGHMC(variables, energy, lr=cfg.sampler_lr, friction=cfg.friction, **common)
+
     seed = derive_seed(cfg.seed, "sampler", k)
-    common = dict(inverse_temperature=cfg.inverse_temperature, seed=seed)
-    if cfg.method == "adammcmc":
-        # Adam's moments adapt during burn-in and are frozen afterwards, which keeps the
-        # Metropolis-Hastings chain exact (the reference code never freezes them).
-        sampler = AdamMCMC(
-            variables,
-            energy,
-            lr=cfg.sampler_lr,
-            sigma=cfg.sigma,
-            adapt_steps=cfg.burn_in,
-            **common,
-        )
-    elif cfg.method == "sgld":
-        sampler = SGLD(variables, energy, lr=cfg.sampler_lr, **common)
-    else:
-        sampler = SGHMC(variables, energy, lr=cfg.sampler_lr, friction=cfg.friction, **common)
+    start = get_flat(variables)  # every chain starts from the pre-trained weights
     t0 = time.perf_counter()
-    post = draw_posterior(
-        sampler,
-        _batch_fn(x, c, batch, seed),
-        draws=cfg.draws,
-        burn_in=cfg.burn_in,
-        thin=cfg.thin,
-        max_thin=cfg.max_thin,
-        total_steps=cfg.mcmc_steps,
-        seed=seed,
-        progress=cfg.progress,
-        checkpoint_dir=None if ckpt is None else ckpt / "chain",
-    )
-    info = {**post.info, "wall_seconds": time.perf_counter() - t0}
-    samples = post.samples
+    posts = []
+    for chain in range(cfg.chains):  # chain 0 keeps the seed and folder of a single chain
+        set_flat(variables, start)
+        chain_seed = seed if chain == 0 else derive_seed(cfg.seed, "sampler", k, chain)
+        posts.append(
+            draw_posterior(
+                make_sampler(chain_seed),
+                _batch_fn(x, c, batch, chain_seed),
+                draws=cfg.chain_draws,
+                burn_in=cfg.burn_in,
+                thin=cfg.thin,
+                max_thin=cfg.max_thin,
+                total_steps=cfg.mcmc_steps,
+                seed=seed,  # the same θ projections for every chain
+                progress=cfg.progress,
+                checkpoint_dir=None if ckpt is None else ckpt / f"chain{chain or ''}",
+            )
+        )
+    samples = np.concatenate([p.samples for p in posts])
+    info = {**posts[0].info, "wall_seconds": time.perf_counter() - t0}
+    if cfg.chains > 1:
+        theta = chain_summary(np.stack([p.trace for p in posts], axis=1), chains=cfg.chains)
+        info.update(
+            chains=cfg.chains,
+            steps=sum(p.info["steps"] for p in posts),
+            thin_per_chain=[p.info["thin"] for p in posts],
+            acceptance_rate=float(np.mean([p.info["acceptance_rate"] for p in posts])),
+            acceptance_rate_per_chain=[p.info["acceptance_rate"] for p in posts],
+            n_nonfinite=sum(p.info["n_nonfinite"] for p in posts),
+            ess_theta_min=theta["ess_min"],
+            rhat_theta_max=theta["rhat_max"],
+            ess_energy=None,  # per chain only: see the per-chain records
+            per_chain=[p.info for p in posts],
+            warning=warning_for(theta, cfg.draws),
+        )
     if info["n_nonfinite"]:
         print(
             f"calamp: network {k}: {info['n_nonfinite']} sampler steps met NaN/inf and were "
@@ -355,205 +366,3 @@ def _run_sampler(
     if info["warning"]:
         print(f"calamp: network {k}: {info['warning']}", file=sys.stderr)
     return samples, info
-
-
-def generation_context(
-    nd: NetworkDraws, n: int, seed: int
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Model context and incident energies (GeV) of n generated events, resampled together
-    from the training set (both None for the ring)."""
-    if nd.context is None and nd.incident is None:
-        return None, None
-    size = len(nd.context) if nd.context is not None else len(nd.incident)
-    idx = np.random.default_rng(seed).integers(0, size, n)
-    ctx = None if nd.context is None else nd.context[idx]
-    return ctx, None if nd.incident is None else nd.incident[idx]
-
-
-def draw_events(cfg: RunConfig, nd: NetworkDraws, kind: str, i: int, n: int) -> Iterator[Any]:
-    """The generated events of draw i of a network, decoded, in chunks of ``cfg.chunk_size``.
-
-    One code path for histogram filling, ``--write-samples`` and the dask tasks' whole-draw
-    mode: the seeds are ``("generate", k, i)`` (per event block) and ``("context", k, i)``,
-    so the first n events are the same for every n that is a multiple of the generation block
-    and for n = ``cfg.generated``.
-    """
-    nd.model.set_eval_weights(nd.weights[i])
-    seed = derive_seed(cfg.seed, "generate", nd.network, i)
-    ctx, e_inc = generation_context(nd, n, derive_seed(cfg.seed, "context", nd.network, i))
-    start = 0
-    for chunk in nd.model.sample_chunks(n, ctx, seed=seed, chunk_size=cfg.chunk_size):
-        echunk = None if e_inc is None else e_inc[start : start + len(chunk)]
-        start += len(chunk)
-        yield decode_events(kind, nd.features, chunk, echunk)
-
-
-def fill_network(
-    cfg: RunConfig, nd: NetworkDraws, kind: str, binnings: Mapping[str, Binning]
-) -> dict[str, Any]:
-    """Generate ``cfg.generated`` events for every draw of one network into its histograms.
-
-    Returns:
-        ``{"counts": {key: (s, B)}, "n_filled": (s,), "mean_image": (s, ny, nx) or None,
-        "wall_seconds": float}``.
-    """
-    hset = HistogramSet(binnings, 1, len(nd.weights))
-    names = tuple({split_key(k)[0] for k in binnings})
-    mean_images = None
-    t0 = time.perf_counter()
-    bar = tqdm(total=len(nd.weights), disable=not cfg.progress, desc=f"generate net {nd.network}")
-    for i in range(len(nd.weights)):
-        for events in draw_events(cfg, nd, kind, i, cfg.generated):
-            obs = event_observables(kind, events, None if kind == "ring" else names)
-            hset.fill(0, i, {key: obs[split_key(key)[0]] for key in binnings})
-            if kind == "showers":
-                if mean_images is None:
-                    mean_images = np.zeros((len(nd.weights), *events.shape))
-                mean_images[i] += events.energy.sum(axis=0, dtype=np.float64)
-        if mean_images is not None:
-            mean_images[i] /= cfg.generated
-        bar.update(1)
-    bar.close()
-    return {
-        "counts": {key: h.counts[0] for key, h in hset.items()},
-        "n_filled": next(iter(hset.values())).n_filled[0],
-        "mean_image": mean_images,
-        "wall_seconds": time.perf_counter() - t0,
-    }
-
-
-def write_samples(
-    path: str | Path,
-    networks: list[NetworkDraws],
-    kind: str,
-    n: int,
-    *,
-    cfg: RunConfig,
-    overwrite: bool = False,
-) -> Path:
-    """Write ``n`` generated showers for every draw of every network to a ROOT file.
-
-    The TTree ``showers`` has the dense ``energy`` layout of the input contract plus
-    ``incident_energy`` and int32 ``network`` and ``draw`` branches, so an analysis can run its
-    own selection on every posterior draw and see the spread, and ``calamp evaluate`` can
-    redo the statistics. The events are those of :func:`draw_events`: with
-    ``n = cfg.generated`` exactly the events behind the job's histograms.
-    """
-    from calamp import io
-
-    if kind != "showers":
-        msg = "write_samples needs a shower job (not the ring toy)"
-        raise CalampError(msg)
-    sets, net_idx, draw_idx = [], [], []
-    for nd in networks:
-        for i in range(len(nd.weights)):
-            for events in draw_events(cfg, nd, kind, i, n):
-                sets.append(events)
-                net_idx.append(np.full(len(events), nd.network, np.int32))
-                draw_idx.append(np.full(len(events), i, np.int32))
-    allsets = ShowerSet.concatenate(sets)
-    return Path(
-        io.write_showers(
-            path,
-            allsets,
-            overwrite=overwrite,
-            extra_branches={"network": np.concatenate(net_idx), "draw": np.concatenate(draw_idx)},
-        )
-    )
-
-
-def run_network(
-    cfg: RunConfig,
-    k: int,
-    source: Source,
-    binnings: Mapping[str, Binning],
-    out: str | Path,
-    *,
-    resume: bool = False,
-) -> dict[str, Any]:
-    """Everything for network k: train, store its draws, generate into its histograms.
-
-    An independent unit of work (what a dask worker runs): it reads only its inputs, writes its
-    draws to ``out/draws`` (the hand-over to later generation) and its histogram counts to
-    ``out/partial/net{k}.npz``; with ``resume`` a network whose counts exist is not redone.
-
-    Returns:
-        ``{"counts": {key: (s, B)}, "n_filled": (s,), "mean_image": (s, ny, nx) | None,
-        "info": training and generation facts}``.
-    """
-    from calamp.bayes.store import DrawStore
-    from calamp.outputs import write_json
-
-    out = Path(out)
-    t0 = time.perf_counter()
-    store = DrawStore(out / "draws")
-    part = out / "partial" / f"net{k}.npz"
-    info_path = out / "partial" / f"net{k}.json"
-    if resume and part.exists() and info_path.exists() and k in store.networks():
-        with np.load(part) as data:
-            return {
-                "counts": {key: data[f"counts/{key}"] for key in binnings},
-                "n_filled": data["n_filled"],
-                "mean_image": data["mean_image"] if "mean_image" in data.files else None,
-                "info": json.loads(info_path.read_text()),
-            }
-    nd = train_network(cfg, k, source, workdir=out / "checkpoints")
-    if k not in store.networks():
-        meta = {
-            "method": cfg.method,
-            "model": nd.model.config(),
-            "features": nd.features.to_dict(),
-            "seed": cfg.seed,
-            "config": cfg.to_dict(),
-            "info": nd.info,
-            "context": None if nd.context is None else nd.context.tolist(),
-            "incident": None if nd.incident is None else nd.incident.tolist(),
-        }
-        store.save(k, nd.weights, meta)
-    filled = fill_network(cfg, nd, source.kind, binnings)
-    info = {**nd.info, "generate_seconds": filled["wall_seconds"]}
-    part.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {f"counts/{key}": v for key, v in filled["counts"].items()}
-    arrays["n_filled"] = filled["n_filled"]
-    if filled["mean_image"] is not None:
-        arrays["mean_image"] = filled["mean_image"]
-    tmp = part.with_name(part.stem + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(part)
-    write_json(info_path, info)
-    print(
-        f"calamp: network {k + 1}/{cfg.networks} done in {time.perf_counter() - t0:.0f} s",
-        file=sys.stderr,
-    )
-    return {
-        "counts": filled["counts"],
-        "n_filled": filled["n_filled"],
-        "mean_image": filled["mean_image"],
-        "info": info,
-    }
-
-
-def load_network(store_root: str | Path, k: int) -> NetworkDraws:
-    """Rebuild network k (model, feature map, draws) from a draw store, without training."""
-    from calamp.bayes.store import DrawStore
-    from calamp.models import build_generator
-    from calamp.preprocess import ShowerPreprocessor
-
-    weights, meta = DrawStore(store_root).load(k)
-    if meta["model"].get("kind") == "oracle":
-        msg = "oracle networks have no stored model; re-run the job to regenerate them"
-        raise CalampError(msg)
-    model = build_generator(meta["model"])
-    f = meta["features"]
-    if f.get("kind") == "ring":
-        feats: Any = RingFeatures(f["scale"])
-    elif f.get("kind") == "identity":
-        from calamp.models.oracle import IdentityFeatures
-
-        feats = IdentityFeatures(f["shape"])
-    else:
-        feats = ShowerPreprocessor.from_dict(f)
-    ctx = None if meta.get("context") is None else np.asarray(meta["context"], np.float32)
-    inc = meta.get("incident")
-    inc = None if inc is None else np.asarray(inc, np.float32)
-    return NetworkDraws(k, model, feats, np.asarray(weights, np.float32), ctx, meta["info"], inc)

@@ -1,13 +1,14 @@
 """Figures of a finished job, made only from its results (``results.json`` + ``results.npz``).
 
 ``make_figures(results, arrays, folder)`` is called at the end of :func:`calamp.job.run_job`;
-``python -m calamp.report RESULTS_FOLDER`` redraws them later without touching the networks.
+``calamp report RESULTS_FOLDER`` (= ``python -m calamp.report``) redraws them later without
+touching the networks.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,7 +16,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["make_figures", "load_results", "main", "mean_shower_figure"]
+__all__ = [
+    "add_arguments",
+    "load_results",
+    "main",
+    "make_figures",
+    "mean_shower_figure",
+    "run_command",
+]
 
 
 def _finite(v: float | None) -> float:
@@ -61,7 +69,6 @@ def make_figures(
     plotting.use_style()
     folder = Path(folder)
     n_train = results["data"]["n_train"]
-    kind = results["data"]["kind"]
     by_obs: dict[str, dict[int, str]] = defaultdict(dict)
     for key, r in results["binnings"].items():
         by_obs[r["observable"]][r["n_quantiles"]] = key
@@ -179,7 +186,7 @@ def make_figures(
     pngs.append(plotting.save_figure(fig, folder / "closure")[1])
 
     # 5. mean shower: truth, generated (all networks and draws), ratio, posterior spread
-    if kind == "showers" and "mean_image" in arrays:
+    if "mean_image" in arrays:
         fig = mean_shower_figure(
             np.asarray(arrays["mean_image"]),
             np.asarray(arrays["truth_mean_image"]) if "truth_mean_image" in arrays else None,
@@ -229,28 +236,45 @@ def mean_shower_figure(mean_image: np.ndarray, truth_mean: np.ndarray | None):
     return fig
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m calamp.report FOLDER [--reanalyse]``: redraw the figures of a results folder
-    (with ``--reanalyse``, first recompute every statistic from the stored histograms)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    reanalyse = "--reanalyse" in argv
-    argv = [a for a in argv if a != "--reanalyse"]
-    if len(argv) != 1:
-        print("usage: python -m calamp.report RESULTS_FOLDER [--reanalyse]", file=sys.stderr)
-        return 2
-    folder = Path(argv[0])
-    if not (folder / "results.json").is_file() or not (folder / "results.npz").is_file():
-        print(f"calamp: error: {folder} has no results.json/results.npz", file=sys.stderr)
-        return 2
-    if reanalyse:
-        from calamp.job import reanalyse as _reanalyse
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``calamp report RESULTS_FOLDER [--reanalyse]``."""
+    p.description = (
+        "Redraw the figures of a results folder from its results.json and results.npz "
+        "(the networks are not touched)."
+    )
+    p.add_argument("folder", metavar="RESULTS_FOLDER", help="a calamp results folder")
+    p.add_argument(
+        "--reanalyse",
+        action="store_true",
+        help="first recompute every statistic from the stored histograms",
+    )
 
-        _reanalyse(folder, plots=False)
+
+def run_command(args: argparse.Namespace) -> None:
+    """Redraw the figures of ``args.folder`` (after :func:`calamp.job.reanalyse` with
+    ``--reanalyse``) and print their paths; a folder without results raises ``CalampError``."""
+    folder = Path(args.folder)
+    if not (folder / "results.json").is_file() or not (folder / "results.npz").is_file():
+        from calamp.io import CalampError
+
+        raise CalampError(f"{folder} has no results.json/results.npz")
+    if args.reanalyse:
+        from calamp.job import reanalyse
+
+        reanalyse(folder, plots=False)
     results, arrays = load_results(folder)
     for p in make_figures(results, arrays, folder / "figures"):
         print(p)
-    return 0
+
+
+def main(argv: list[str] | None = None, *, prog: str = "calamp report") -> int:
+    """``calamp report FOLDER [--reanalyse]`` (= ``python -m calamp.report``): redraw the figures
+    of a results folder (with ``--reanalyse``, first recompute every statistic from the stored
+    histograms). Returns the exit code (0 ok, 2 bad option or folder, 130 interrupted)."""
+    from calamp.cli import main as calamp_main
+
+    return calamp_main(argv, prog=prog, command="report")
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(prog="python -m calamp.report"))

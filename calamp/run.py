@@ -1,21 +1,24 @@
-"""Command line: ``python -m calamp.run FILE.root [options]`` (also the ``calamp`` script).
+"""The main job: ``calamp [run] FILE.root [options]`` = ``python -m calamp.run FILE.root``.
 
 Trains K Bayesian generators on the showers in FILE.root (or on the ring toy with
 ``--toy ring``), draws from their posteriors, fills per-draw histograms and writes amplification,
 calibration and closure results to ``--out``. Bad input or options print one line and exit 2.
+
+The parser and the other commands (``calamp evaluate|report|simulate``) are :mod:`calamp.cli`'s;
+this module contributes the options (:func:`add_arguments`) and the job (:func:`run_command`).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
-from calamp.cli import guarded
+from calamp.cli import build_parser as calamp_parser
+from calamp.cli import main as calamp_main
 from calamp.config import METHODS, MODELS, PRESETS, ConfigError, RunConfig, load_toml, make_config
 
-__all__ = ["main", "build_parser"]
+__all__ = ["ON_INTERRUPT", "add_arguments", "build_parser", "main", "run_command"]
 
 _HELP = {
     "model": f"generator family: {', '.join(MODELS)} (default flow)",
@@ -40,6 +43,7 @@ _HELP = {
     "burn_in": "SG-MCMC steps discarded before the first draw (default 1000)",
     "mcmc_thin": "SG-MCMC steps between draws (0: 2 x measured autocorrelation time)",
     "max_thin": "upper bound of the measured thinning (default 100)",
+    "chains": "SG-MCMC: C chains per network, s/C draws each, with between-chain R-hat (default 1)",
     "hidden": "hidden units per layer",
     "ode_solver": "CNF integrator: dopri (adaptive) or rk4 (fixed steps)",
     "ode_steps": "CNF: rk4 steps (default 16)",
@@ -64,14 +68,13 @@ _HELP = {
 _SKIP = {"preset", "plots", "progress"}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, no usage dump
-        self.exit(2, f"calamp: error: {message}\n")
+ON_INTERRUPT = "interrupted; checkpoints are kept, continue with --resume"
+_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; every :class:`~calamp.config.RunConfig` field is an option."""
-    p = _Parser(prog="python -m calamp.run", description=__doc__.split("\n\n")[1])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``calamp run``; every :class:`~calamp.config.RunConfig` field is one."""
+    p.description = __doc__.split("\n\n")[1]
     p.add_argument("input", nargs="?", help="input ROOT file with showers")
     p.add_argument("--out", default="calamp-results", help="output folder (default calamp-results)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -106,59 +109,47 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             kind = str
         p.add_argument(flag, dest=f.name, type=kind, default=None, help=_HELP.get(f.name))
-    return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_command(args: argparse.Namespace) -> None:
+    """Run the main job the parsed options describe (raises ``ConfigError``/``CalampError``)."""
+    opts = {k: v for k, v in vars(args).items() if k in _FIELDS}
+    file_opts = load_toml(args.config) if args.config else {}
+    if args.quick:
+        opts["preset"] = "quick"
+    cfg = make_config(file_opts, opts)
+    if args.input is None and cfg.toy is None:
+        raise ConfigError("no input file given (pass FILE.root or --toy ring)")
+    if args.input is not None and cfg.toy is not None:
+        raise ConfigError(f"give either an input file or --toy {cfg.toy}, not both")
+    from calamp.job import run_job
+
+    run_job(
+        cfg,
+        input_path=args.input,
+        out=Path(args.out),
+        overwrite=args.overwrite,
+        resume=args.resume,
+    )
+
+
+def build_parser(prog: str = "python -m calamp.run") -> argparse.ArgumentParser:
+    """The calamp argument parser (:func:`calamp.cli.build_parser`): arguments that do not start
+    with a command (``evaluate``, ``report``, ``simulate``, ``run``) are those of ``run``, where
+    every :class:`~calamp.config.RunConfig` field is an option. Its errors raise ``ConfigError``.
+    """
+    return calamp_parser(prog)
+
+
+def main(argv: list[str] | None = None, *, prog: str = "calamp") -> int:
     """Entry point; returns the process exit code (0 ok, 2 bad input/option, 130 interrupted).
 
-    ``calamp evaluate|report|simulate ...`` run :func:`calamp.evaluate.main`,
-    :func:`calamp.report.main` or :func:`calamp.simulate.main` on the remaining arguments;
-    anything else is the main job (``calamp FILE.root`` = ``python -m calamp.run FILE.root``).
+    ``calamp evaluate|report|simulate ...`` run those commands (:mod:`calamp.cli`); anything
+    else is the main job (``calamp FILE.root`` = ``calamp run FILE.root`` = ``python -m
+    calamp.run FILE.root``).
     """
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["evaluate"]:
-        from calamp.evaluate import main as evaluate_main
-
-        return evaluate_main(argv[1:])
-    if argv[:1] == ["report"]:
-        from calamp.report import main as report_main
-
-        return report_main(argv[1:])
-    if argv[:1] == ["simulate"]:
-        from calamp.simulate import main as simulate_main
-
-        return simulate_main(argv[1:])
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:  # --help, or a malformed option (one line already printed)
-        return int(exc.code or 0)
-    opts = {
-        k: v
-        for k, v in vars(args).items()
-        if k not in ("input", "out", "overwrite", "resume", "config", "quick")
-    }
-    def job() -> None:
-        file_opts = load_toml(args.config) if args.config else {}
-        if args.quick:
-            opts["preset"] = "quick"
-        cfg = make_config(file_opts, opts)
-        if args.input is None and cfg.toy is None:
-            raise ConfigError("no input file given (pass FILE.root or --toy ring)")
-        if args.input is not None and cfg.toy is not None:
-            raise ConfigError(f"give either an input file or --toy {cfg.toy}, not both")
-        from calamp.job import run_job
-
-        run_job(
-            cfg,
-            input_path=args.input,
-            out=Path(args.out),
-            overwrite=args.overwrite,
-            resume=args.resume,
-        )
-
-    return guarded(job, on_interrupt="interrupted; checkpoints are kept, continue with --resume")
+    return calamp_main(argv, prog=prog)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(prog="python -m calamp.run"))

@@ -56,6 +56,13 @@ class Source:
     n_train: int
     notes: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def event_dim(self) -> int:
+        """Dimension of one event in feature space: 2 (ring) or cells + 1 (showers)."""
+        if self.kind == "ring":
+            return 2
+        return int(np.prod(self.train_sets[0].shape)) + 1
+
 
 def prepare_source(
     cfg: RunConfig, input_path: str | Path | None = None, showers: ShowerSet | None = None
@@ -238,7 +245,8 @@ def event_observables(
 
     Args:
         kind: ``"ring"`` (events (N, 2)) or ``"showers"`` (a :class:`ShowerSet`).
-        names: shower observables to compute (default: all of :mod:`calamp.observables`).
+        names: shower observables to compute (default: all of :mod:`calamp.observables`);
+            the ring always gives its own (``names`` is ignored).
 
     Returns:
         name -> (N,) values, and for the ring ``"ring"`` -> (N, 2) (r, phi).
@@ -328,6 +336,14 @@ def model_context(kind: str, train: Any) -> np.ndarray | None:
 def incident_energies(kind: str, train: Any) -> np.ndarray | None:
     """Training incident energies (GeV) that generation resamples (None for the ring)."""
     return None if kind == "ring" else np.asarray(train.incident_energy, np.float32)
+
+
+def encode_events(kind: str, feats: Any, events: Any) -> np.ndarray:
+    """Events -> network features (N, D) float32: ring points, or showers (with their incident
+    energies); the inverse of :func:`decode_events`."""
+    if kind == "ring":
+        return np.asarray(feats.forward(events), np.float32)
+    return np.asarray(feats.forward(events.energy, events.incident_energy), np.float32)
 
 
 def decode_events(kind: str, feats: Any, chunk: np.ndarray, e_inc: np.ndarray | None) -> Any:

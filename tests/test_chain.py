@@ -13,7 +13,12 @@ import pytest
 
 from calamp._tf import tf
 from calamp.bayes.chain import draw_posterior
-from calamp.bayes.diagnostics import effective_sample_size, split_rhat, warning_for
+from calamp.bayes.diagnostics import (
+    chain_summary,
+    effective_sample_size,
+    split_rhat,
+    warning_for,
+)
 from calamp.bayes.samplers import AdamMCMC
 from calamp.config import RunConfig
 
@@ -80,3 +85,17 @@ def test_warning_rules() -> None:
     assert warning_for({"ess_min": 40.0, "rhat_max": 1.0}, 50) is None
     assert "ESS 20" in warning_for({"ess_min": 20.0, "rhat_max": 1.0}, 50)
     assert "R-hat" in warning_for({"ess_min": 40.0, "rhat_max": 1.2}, 50)
+
+
+def test_between_chain_rhat_flags_chains_that_disagree() -> None:
+    # 4 chains of 100 independent states of 3 components: R-hat ~ 1 + O(1/n) and ESS ~ 400
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((100, 4, 3))
+    ok = chain_summary(x, chains=4)
+    assert ok["n"] == 400 and ok["rhat_max"] < 1.05 and ok["ess_min"] > 200, ok
+    assert warning_for(ok, 400) is None
+    # one chain stuck one standard deviation away (another mode): R-hat ~ 1.1, flagged
+    x[:, 0] += 1.0
+    bad = chain_summary(x, chains=4)
+    assert bad["rhat_max"] > 1.05, bad
+    assert "R-hat" in warning_for(bad, 400)

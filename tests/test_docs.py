@@ -50,3 +50,37 @@ def test_readme_generator_numbers_are_in_the_json() -> None:
     path = ROOT / "analysis" / "results" / "generator_curves.json"
     missing = _block_numbers_missing("generator-curves", path)
     assert not missing, f"README numbers not in {path.name}: {missing}"
+
+
+def _layout_rows() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    return [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+
+
+def test_readme_layout_table_names_every_module_and_nothing_else() -> None:
+    """Every module and subpackage of calamp/ is named in the Layout table; every path the
+    table names exists."""
+    named = " ".join(_layout_rows())
+    paths = re.findall(r"`([^`]+)`", named)
+    pkg = ROOT / "calamp"
+    missing = []
+    for path in sorted(pkg.iterdir()):
+        if path.name.startswith("_") or path.name == "__pycache__":
+            continue
+        if path.is_dir() and (path / "__init__.py").exists():
+            if f"calamp/{path.name}/" not in paths:
+                missing.append(f"calamp/{path.name}/")
+        elif path.suffix == ".py" and not any(
+            p in (f"calamp/{path.name}", path.name) for p in paths
+        ):
+            missing.append(f"calamp/{path.name}")
+    assert not missing, f"README layout table lacks {missing}"
+    folder = "calamp/"
+    for p in paths:
+        if "/" in p:
+            folder = p if p.endswith("/") else p.rsplit("/", 1)[0] + "/"
+            target = ROOT / p
+        else:  # a file named after a path in the same cell: same folder
+            target = ROOT / folder / p
+        assert target.exists(), f"README layout table names {p}, which does not exist"

@@ -14,6 +14,7 @@ from calamp.models import (
     TrainingError,
     build_generator,
 )
+from calamp.models.base import XLA_MIN_STEPS
 from calamp.models.flows import rqs_forward, rqs_inverse
 
 SMALL = {"hidden": (16, 16)}
@@ -285,7 +286,7 @@ def test_xla_fit_of_shower_sized_flows_resumes_bit_identically(tmp_path: object)
     x = np.random.default_rng(5).standard_normal((400, 6)).astype(np.float32)
     kwargs = {"hidden": (8, 8), "n_couplings": 2, "bayesian": "vi",
               "vi": {"kl_weight": 1e-3, "init_scale": 1e-3}, "seed": 4}
-    fit_args = {"steps": 24, "batch_size": 50, "learning_rate": 1e-2, "seed": 11,
+    fit_args = {"steps": XLA_MIN_STEPS + 10, "batch_size": 50, "learning_rate": 1e-2, "seed": 11,
                 "progress": False, "lr_schedule": "cosine"}
     assert CouplingFlow(6, **kwargs).xla and not CouplingFlow(2, **kwargs).xla
     ref = CouplingFlow(6, **kwargs)
@@ -294,15 +295,15 @@ def test_xla_fit_of_shower_sized_flows_resumes_bit_identically(tmp_path: object)
     assert h_ref["loss"][-4:].mean() < h_ref["loss"][:4].mean()
 
     def stop(step: int, loss: float) -> None:
-        if step == 15:
+        if step == 150:
             raise _Interrupt
 
     with pytest.raises(_Interrupt):
-        CouplingFlow(6, **kwargs).fit(x, checkpoint_dir=tmp_path, checkpoint_every=10,
+        CouplingFlow(6, **kwargs).fit(x, checkpoint_dir=tmp_path, checkpoint_every=100,
                                       callback=stop, **fit_args)
     resumed = CouplingFlow(6, **kwargs)
-    h = resumed.fit(x, checkpoint_dir=tmp_path, checkpoint_every=10, **fit_args)
-    assert h["resumed_from"] == 10
+    h = resumed.fit(x, checkpoint_dir=tmp_path, checkpoint_every=100, **fit_args)
+    assert h["resumed_from"] == 100
     np.testing.assert_array_equal(h["loss"], h_ref["loss"])
     for v_ref, v in zip(ref.variables, resumed.variables, strict=True):
         np.testing.assert_array_equal(v.numpy(), v_ref.numpy(), err_msg=v.name)

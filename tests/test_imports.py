@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1] / "calamp"
 ENTRY = {"calamp.run", "calamp.job"}
 # the command lines run the job (``calamp.report --reanalyse`` too); the pipeline facade
 # re-exports the stages for scripts written against it
-MAY_IMPORT_ENTRY = {"calamp.run", "calamp.report", "calamp.pipeline"}
+MAY_IMPORT_ENTRY = {"calamp.cli", "calamp.run", "calamp.report", "calamp.pipeline"}
 
 
 def _modules() -> dict[str, ast.Module]:

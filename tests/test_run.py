@@ -159,6 +159,9 @@ QUICK_ORACLE = ["--quick", "--method", "oracle", "--no-plots", "--no-progress",
         (["--toy", "ring", "--lr-schedule", "linear"], "--lr-schedule"),
         (["--toy", "ring", "--vi-init-scale", "0"], "--vi-init-scale"),
         (["--toy", "ring", "--hidden", "-1"], "--hidden"),
+        (["--toy", "ring", "--chains", "2"], "need an SG-MCMC method"),
+        (["--toy", "ring", "--method", "adammcmc", "--chains", "3"], "split into 3 chains"),
+        (["--toy", "ring", "--method", "adammcmc", "--chains", "0"], "--chains"),
     ],
 )
 def test_more_bad_options(tmp_path, capsys, args, needle):
@@ -253,6 +256,125 @@ def test_subcommands_share_the_entry_point(tmp_path):
     out = tmp_path / "sim.root"
     assert main(["simulate", "--n", "20", "--out", str(out)]) == 0 and out.is_file()
     assert main(["evaluate", "--help"]) == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# one parser for every command: help, one-line errors, `calamp run` = `calamp`
+# ------------------------------------------------------------------------------------------------
+COMMAND_ARGS = {  # the required arguments of each command
+    "run": ["--toy", "ring"],
+    "evaluate": ["samples.root", "--truth", "simulator", "--n-train", "100"],
+    "report": ["folder"],
+    "simulate": ["--n", "5", "--out", "x.root"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_ARGS))
+def test_every_command_has_help(command, capsys):
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: calamp {command} ")
+    assert "--bogus" not in out
+
+
+def test_top_level_help_lists_the_commands_and_the_run_options(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in COMMAND_ARGS:
+        assert f"    {command} " in out
+    assert "--quick" in out and "--toy" in out  # no command: run
+
+
+BAD_TYPES = {  # an option of the wrong type under each command
+    "run": ["--networks", "two"],
+    "evaluate": ["--truth-events", "many"],
+    "report": ["--reanalyse=yes"],
+    "simulate": ["--energy", "high"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_ARGS))
+@pytest.mark.parametrize("kind", ["unknown", "type"])
+def test_bad_options_of_every_command_are_one_line(command, kind, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    extra = ["--bogus"] if kind == "unknown" else BAD_TYPES[command]
+    assert main([command, *COMMAND_ARGS[command], *extra]) == 2
+    assert extra[0].split("=")[0] in _err_line(capsys)
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("command", ["evaluate", "report", "simulate"])
+def test_missing_arguments_are_one_line(command, capsys):
+    assert main([command]) == 2
+    assert "required" in _err_line(capsys)
+
+
+def test_run_is_the_default_command(tmp_path, capsys):
+    from calamp.run import build_parser
+
+    argv = ["x.root", "--networks", "3", "--no-plots", "--out", "o"]
+    parser = build_parser()
+    assert parser.parse_args(["run", *argv]) == parser.parse_args(argv)
+    assert parser.parse_args(argv).networks == 3
+    assert parser.parse_args([]).command == "run"
+    bad = ["--toy", "ring", "--networks", "0", "--out", str(tmp_path / "o")]
+    assert main(["run", *bad]) == 2
+    with_command = _err_line(capsys)
+    assert main(bad) == 2
+    assert _err_line(capsys) == with_command
+    assert main(["run", "--help"]) == 0
+    run_help = capsys.readouterr().out
+    assert "--quick" in run_help and "--toy" in run_help
+
+
+def test_report_of_a_folder_without_results(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "has no results.json" in _err_line(capsys)
+
+
+def test_interrupt_is_exit_130(tmp_path, capsys, monkeypatch):
+    import calamp.job
+    import calamp.simulate
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(calamp.job, "run_job", stop)
+    assert main(["--toy", "ring", "--out", str(tmp_path / "o")]) == 130
+    assert "--resume" in capsys.readouterr().err
+    monkeypatch.setattr(calamp.simulate, "photon_showers", stop)
+    assert main(["simulate", "--n", "5", "--out", str(tmp_path / "x.root")]) == 130
+    assert capsys.readouterr().err.strip() == "calamp: interrupted"
+
+
+@pytest.mark.parametrize(
+    ("module", "argv"),
+    [
+        ("calamp.run", ["evaluate", "--help"]),
+        ("calamp.evaluate", ["--help"]),
+        ("calamp.report", ["--help"]),
+        ("calamp.simulate", ["--help"]),
+        ("calamp.simulate", ["--n", "5", "--out", "{tmp}/x.root", "--bogus"]),
+        ("calamp.report", ["--bogus"]),
+    ],
+)
+def test_module_entry_points(module, argv, tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-m", module, *(a.format(tmp=tmp_path) for a in argv)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if "--help" in argv:
+        assert res.returncode == 0, res.stderr
+        prog = f"python -m {module}" + (f" {argv[0]}" if argv[0] != "--help" else "")
+        assert res.stdout.startswith(f"usage: {prog} ")
+    else:
+        assert res.returncode == 2
+        err = res.stderr.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("calamp: error:"), res.stderr
+        assert not (tmp_path / "x.root").exists()
 
 
 def test_local_worker_rule():

@@ -25,15 +25,9 @@ import scipy.linalg
 import scipy.stats
 
 from calamp._tf import tf, tfd
+from calamp.bayes.chain import ChainResult, run_chain
 from calamp.bayes.flat import assign_flat, flatten, get_flat, num_params, set_flat
-from calamp.bayes.samplers import (
-    SGHMC,
-    SGLD,
-    AdamMCMC,
-    ChainResult,
-    rank_one_normal_log_prob,
-    run_chain,
-)
+from calamp.bayes.samplers import SGHMC, SGLD, AdamMCMC, rank_one_normal_log_prob
 
 # --------------------------------------------------------------------------------------
 # calamp.bayes.flat

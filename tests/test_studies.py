@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,49 @@ def _load(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _run_ci(name: str, tmp_path: Path, option: str, points: str):
+    """Run ``analysis/<name>.py all --budget ci`` on ``points`` under ``tmp_path``; returns the
+    module and its run, results and figure folders."""
+    study = _load(name)
+    out, res, fig = tmp_path / "runs", tmp_path / "results", tmp_path / "fig"
+    code = study.main(
+        [
+            "all",
+            "--budget",
+            "ci",
+            f"--{option}",
+            points,
+            "--out",
+            str(out),
+            "--results",
+            str(res),
+            "--figures",
+            str(fig),
+        ]
+    )
+    assert code == 0
+    return study, out, res, fig
+
+
+@pytest.mark.parametrize(("name", "option"), [("ring_study", "configs"), ("calo_study", "points")])
+def test_study_command_line(name, option, capsys):
+    # run as a script: the shared module next to it is found, the options are the documented ones
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    usage = subprocess.run(
+        [sys.executable, str(ROOT / "analysis" / f"{name}.py"), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": path},
+    ).stdout
+    for flag in ("--budget", f"--{option}", "--out", "--results", "--figures", "--seed"):
+        assert flag in usage
+    # an unknown point is refused before anything runs
+    assert _load(name).main(["run", "--budget", "ci", f"--{option}", "oracle,nope"]) == 2
+    assert "unknown" in capsys.readouterr().err
 
 
 def test_power_law_fit_recovers_known_parameters():
@@ -33,24 +79,7 @@ def test_power_law_fit_recovers_known_parameters():
 
 @pytest.mark.slow
 def test_ring_study_ci_budget(tmp_path):
-    ring_study = _load("ring_study")
-    out, res, fig = tmp_path / "runs", tmp_path / "results", tmp_path / "fig"
-    code = ring_study.main(
-        [
-            "all",
-            "--budget",
-            "ci",
-            "--configs",
-            "oracle,cnf_vi_k10",
-            "--out",
-            str(out),
-            "--results",
-            str(res),
-            "--figures",
-            str(fig),
-        ]
-    )
-    assert code == 0
+    ring_study, out, res, fig = _run_ci("ring_study", tmp_path, "configs", "oracle,cnf_vi_k10")
     summary = json.loads((res / "ring_summary_ci.json").read_text())
     assert set(summary["points"]) == {"oracle", "cnf_vi_k10"}
     for point in summary["points"].values():
@@ -73,24 +102,8 @@ def test_ring_study_ci_budget(tmp_path):
 
 @pytest.mark.slow
 def test_calo_study_ci_budget(tmp_path):
-    calo_study = _load("calo_study")
-    out, res, fig = tmp_path / "runs", tmp_path / "results", tmp_path / "fig"
-    code = calo_study.main(
-        [
-            "all",
-            "--budget",
-            "ci",
-            "--points",
-            "oracle,flow_vi_k1,flow_amcmc_s0.1,gan_vi_k1",
-            "--out",
-            str(out),
-            "--results",
-            str(res),
-            "--figures",
-            str(fig),
-        ]
-    )
-    assert code == 0
+    points = "oracle,flow_vi_k1,flow_amcmc_s0.1,gan_vi_k1"
+    _, _, res, fig = _run_ci("calo_study", tmp_path, "points", points)
     summary = json.loads((res / "calo_summary_ci.json").read_text())
     assert len(summary["points"]) == 4
     for point in summary["points"].values():

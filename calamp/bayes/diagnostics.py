@@ -97,17 +97,27 @@ def _nan_stat(fn, v: np.ndarray) -> float | None:
     return float(fn(v)) if v.size else None
 
 
-def chain_summary(x: np.ndarray) -> dict[str, Any]:
-    """ESS (min, median), τ_int (max) and split-R̂ (max) over the components of x (n, ...)."""
-    arr = np.asarray(x, np.float64).reshape(len(x), -1)
-    ess = effective_sample_size(arr)
-    rhat = split_rhat(arr)
+def chain_summary(x: np.ndarray, *, chains: int = 1) -> dict[str, Any]:
+    """ESS (min, median), τ_int (max) and split-R̂ (max) over the components of x: (n, ...) for
+    one chain, or (n, C, ...) for ``chains`` = C chains (ESS over all C·n states, R̂ between
+    and within the split chains)."""
+    x = np.asarray(x, np.float64)
+    if chains > 1:
+        arr = x.reshape(x.shape[0], chains, -1)
+        ess = effective_sample_size(arr, chains=chains)
+        rhat = split_rhat(arr, chains=chains)
+        total = arr.shape[0] * chains
+    else:
+        arr = x.reshape(len(x), -1)
+        ess = effective_sample_size(arr)
+        rhat = split_rhat(arr)
+        total = arr.shape[0]
     return {
-        "n": int(arr.shape[0]),
+        "n": int(total),
         "stuck": bool(np.all(np.isnan(ess))),
         "ess_min": _nan_stat(np.min, ess),
         "ess_median": _nan_stat(np.median, ess),
-        "tau_max": _nan_stat(np.max, arr.shape[0] / ess),
+        "tau_max": _nan_stat(np.max, total / ess),
         "rhat_max": _nan_stat(np.max, rhat),
     }
 

@@ -19,29 +19,24 @@ counted in ``n_nonfinite``. A chain must start from a state with finite energy a
 
 References: AdamMCMC, S. Bieringer et al., arXiv:2312.14027 (as used in arXiv:2408.00838);
 SGLD, M. Welling and Y. W. Teh, ICML 2011; SGHMC, T. Chen, E. Fox and C. Guestrin,
-arXiv:1402.4102.
+arXiv:1402.4102. Running a chain (steps, thinning, checkpoints) is
+:func:`calamp.bayes.chain.run_chain`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-
-import numpy as np
-from tqdm.auto import tqdm
 
 from calamp._tf import tf
-from calamp.bayes.flat import assign_flat, flatten, get_flat, num_params
+from calamp.bayes.flat import assign_flat, flatten, num_params
+from calamp.optim import adam_update
 
 __all__ = [
     "AdamMCMC",
     "SGLD",
     "SGHMC",
-    "ChainResult",
     "rank_one_normal_log_prob",
-    "run_chain",
 ]
 
 EnergyFn = Callable[..., tf.Tensor]
@@ -322,12 +317,10 @@ class AdamMCMC(_Sampler):
 
     def _adam(self, grad: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         b1, b2 = self._betas
-        t = tf.cast(self.adam_t + 1, self._dtype)
-        m = b1 * self.adam_m + (1.0 - b1) * grad
-        v = b2 * self.adam_v + (1.0 - b2) * grad * grad
-        m_hat = m / (1.0 - tf.pow(tf.constant(b1, self._dtype), t))
-        v_hat = v / (1.0 - tf.pow(tf.constant(b2, self._dtype), t))
-        return self._lr * m_hat / (tf.sqrt(v_hat) + self._eps), m, v
+        return adam_update(
+            grad, self.adam_m, self.adam_v, self.adam_t + 1, lr=self._lr, beta1=b1, beta2=b2,
+            eps=self._eps,
+        )
 
     def _step(self, batch: tuple) -> dict[str, tf.Tensor]:
         keys = self._keys()
@@ -494,183 +487,3 @@ class SGHMC(_Sampler):
             "accept_prob": tf.cast(ok, tf.float64),
             "nonfinite": tf.logical_not(ok),
         }
-
-
-# ---------------------------------------------------------------------------------------
-# Running a chain
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChainResult:
-    """Outcome of :func:`run_chain`.
-
-    Attributes:
-        samples: (n_kept, P) float32 kept states, n_kept = (n_steps − burn_in) // thin.
-        kept_steps: (n_kept,) int64 sampler step count at which each state was kept.
-        energies: (n_steps,) float64 U at the state each step started from.
-        acceptance_rate: fraction of accepted steps in this run.
-        n_nonfinite: number of steps in this run that met NaN/inf (rejected or skipped).
-        steps: number of steps of this run (n_steps).
-        trace: (n_steps, m) ``trace_fn()`` after every step (summary statistics of θ for
-            autocorrelation diagnostics), or None without ``trace_fn``.
-    """
-
-    samples: np.ndarray
-    kept_steps: np.ndarray
-    energies: np.ndarray
-    acceptance_rate: float
-    n_nonfinite: int
-    steps: int
-    trace: np.ndarray | None = None
-
-
-class _RunState(tf.Module):
-    """Checkpointed bookkeeping of one :func:`run_chain` call."""
-
-    def __init__(
-        self, n_steps: int, burn_in: int, thin: int, n_kept: int, p: int, m: int = 0
-    ) -> None:
-        super().__init__(name="run_state")
-        self.trace = tf.Variable(tf.zeros([n_steps, m], tf.float64), trainable=False)
-        self.config = tf.Variable([n_steps, burn_in, thin, p], dtype=tf.int64, trainable=False)
-        self.done = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.samples = tf.Variable(tf.zeros([n_kept, p], tf.float32), trainable=False)
-        self.kept_steps = tf.Variable(tf.zeros([n_kept], tf.int64), trainable=False)
-        self.energies = tf.Variable(tf.zeros([n_steps], tf.float64), trainable=False)
-        self.accepted = tf.Variable(tf.zeros([n_steps], tf.int8), trainable=False)
-        self.nonfinite = tf.Variable(tf.zeros([n_steps], tf.int8), trainable=False)
-
-
-def run_chain(
-    sampler: AdamMCMC | SGLD | SGHMC,
-    batch_fn: Callable[[int], tuple] | None,
-    *,
-    n_steps: int,
-    burn_in: int = 0,
-    thin: int = 1,
-    progress: bool = True,
-    checkpoint_dir: str | os.PathLike[str] | None = None,
-    checkpoint_every: int = 1000,
-    trace_fn: Callable[[], np.ndarray] | None = None,
-) -> ChainResult:
-    """Run ``n_steps`` sampler steps and keep every ``thin``-th state after ``burn_in`` steps.
-
-    The state after run step i (0-based) is kept when i ≥ burn_in and (i + 1 − burn_in) is a
-    multiple of ``thin``. ``batch_fn(step)`` receives the sampler's global step count and must
-    return the batch tuple for ``sampler.step`` as a pure function of it (so a resumed chain is
-    bit-identical). ``batch_fn=None`` means ``energy_fn()`` takes no arguments (full or fixed
-    batch captured in the closure); the steps between kept states then run inside one compiled
-    loop, without per-step Python overhead.
-
-    With ``checkpoint_dir`` the sampler (θ and its state) and the run so far (kept samples,
-    energies, flags) are saved every ``checkpoint_every`` steps and at the end; calling again
-    with the same directory and arguments resumes where the last checkpoint left off (a finished
-    run returns immediately). The directory must belong to this chain.
-
-    ``trace_fn()`` (with ``batch_fn`` only) returns a small vector of summary statistics of the
-    current state (e.g. random projections of θ), recorded after every step and checkpointed
-    with the run: the input of :mod:`calamp.bayes.diagnostics`.
-
-    Returns:
-        :class:`ChainResult`.
-    """
-    n_steps, burn_in, thin = int(n_steps), int(burn_in), int(thin)
-    if n_steps < 1:
-        msg = f"`n_steps` must be >= 1, got {n_steps}"
-        raise ValueError(msg)
-    if not 0 <= burn_in < n_steps:
-        msg = f"`burn_in` must lie in [0, n_steps={n_steps}), got {burn_in}"
-        raise ValueError(msg)
-    if thin < 1:
-        msg = f"`thin` must be >= 1, got {thin}"
-        raise ValueError(msg)
-    if int(checkpoint_every) < 1:
-        msg = f"`checkpoint_every` must be >= 1, got {checkpoint_every}"
-        raise ValueError(msg)
-    if trace_fn is not None and batch_fn is None:
-        msg = "`trace_fn` needs a `batch_fn` (per-step execution)"
-        raise ValueError(msg)
-    n_kept = (n_steps - burn_in) // thin
-    p = sampler.num_params
-    m = 0 if trace_fn is None else int(np.size(trace_fn()))
-    state = _RunState(n_steps, burn_in, thin, n_kept, p, m)
-    trace = np.zeros((n_steps, m), np.float64)
-    samples = np.zeros((n_kept, p), np.float32)
-    kept_steps = np.zeros(n_kept, np.int64)
-    energies = np.zeros(n_steps, np.float64)
-    accepted = np.zeros(n_steps, np.int8)
-    nonfinite = np.zeros(n_steps, np.int8)
-
-    manager = None
-    if checkpoint_dir is not None:
-        ckpt = tf.train.Checkpoint(run=state, **sampler.checkpoint_items())
-        manager = tf.train.CheckpointManager(ckpt, os.fspath(checkpoint_dir), max_to_keep=2)
-        if manager.latest_checkpoint:
-            saved = tf.train.load_variable(
-                manager.latest_checkpoint, "run/config/.ATTRIBUTES/VARIABLE_VALUE"
-            )
-            if list(saved) != [n_steps, burn_in, thin, p]:
-                msg = (
-                    f"`checkpoint_dir` {os.fspath(checkpoint_dir)!r} holds a run with "
-                    f"(n_steps, burn_in, thin, P) = {tuple(int(x) for x in saved)}, not "
-                    f"{(n_steps, burn_in, thin, p)}: use a fresh directory"
-                )
-                raise ValueError(msg)
-            ckpt.restore(manager.latest_checkpoint).assert_consumed()
-            samples[:] = state.samples.numpy()
-            kept_steps[:] = state.kept_steps.numpy()
-            energies[:] = state.energies.numpy()
-            accepted[:] = state.accepted.numpy()
-            nonfinite[:] = state.nonfinite.numpy()
-            trace[:] = state.trace.numpy()
-
-    done = int(state.done.numpy())
-
-    def save() -> None:
-        state.done.assign(done)
-        state.samples.assign(samples)
-        state.kept_steps.assign(kept_steps)
-        state.energies.assign(energies)
-        state.accepted.assign(accepted)
-        state.nonfinite.assign(nonfinite)
-        state.trace.assign(trace)
-        manager.save(checkpoint_number=sampler.steps)
-
-    every = int(checkpoint_every)
-    with tqdm(total=n_steps, initial=done, disable=not progress, desc=sampler.name) as bar:
-        while done < n_steps:
-            start = done
-            if batch_fn is None:
-                # Compiled segment up to the next kept state, checkpoint or the end.
-                next_keep = burn_in + (max(0, done - burn_in) // thin + 1) * thin
-                stop = min(n_steps, next_keep, (done // every + 1) * every)
-                seg = sampler._run_steps(tf.constant(stop - done, tf.int32))
-                energies[done:stop], accepted[done:stop], nonfinite[done:stop] = (
-                    t.numpy() for t in seg
-                )
-                done = stop
-            else:
-                out = sampler.step(*batch_fn(sampler.steps))
-                energies[done] = out["energy"].numpy()
-                accepted[done] = out["accepted"].numpy()
-                nonfinite[done] = out["nonfinite"].numpy()
-                if trace_fn is not None:
-                    trace[done] = np.asarray(trace_fn(), np.float64).ravel()
-                done += 1
-            if done > burn_in and (done - burn_in) % thin == 0:
-                k = (done - burn_in) // thin - 1
-                samples[k] = get_flat(sampler.model_variables)
-                kept_steps[k] = sampler.steps
-            bar.update(done - start)
-            if manager is not None and (done % every == 0 or done == n_steps):
-                save()
-    return ChainResult(
-        samples=samples,
-        kept_steps=kept_steps,
-        energies=energies,
-        acceptance_rate=float(accepted.mean()),
-        n_nonfinite=int(nonfinite.sum()),
-        steps=n_steps,
-        trace=None if trace_fn is None else trace,
-    )

@@ -14,13 +14,14 @@ import json
 import operator
 import os
 import re
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from calamp.atomic import atomic_path
+from calamp.stats.arrays import jsonable
 
 __all__ = ["DrawHandle", "DrawStore", "load_draw"]
 
@@ -37,15 +38,6 @@ class DrawHandle:
     index: int
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    msg = f"object of type {type(obj).__name__} is not JSON serialisable"
-    raise TypeError(msg)
-
-
 def _network_index(network: int) -> int:
     if isinstance(network, bool):
         msg = f"`network` must be a non-negative integer, got {network!r}"
@@ -59,20 +51,6 @@ def _network_index(network: int) -> int:
         msg = f"`network` must be a non-negative integer, got {k}"
         raise ValueError(msg)
     return k
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write ``path`` via ``write(file_object)`` into a temp file in the same folder + rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_draw(handle: DrawHandle) -> np.ndarray:
@@ -133,7 +111,7 @@ class DrawStore:
             raise ValueError(msg)
         record = {"format": _FORMAT, "network": k, "shape": list(arr.shape), "meta": meta}
         try:
-            text = json.dumps(record, default=_json_default, allow_nan=False, indent=1)
+            text = json.dumps(jsonable(record), allow_nan=False, indent=1)
         except (TypeError, ValueError) as err:
             msg = f"`meta` is not JSON-serialisable: {err}"
             raise ValueError(msg) from err
@@ -145,8 +123,10 @@ class DrawStore:
         if overwrite:
             json_path.unlink(missing_ok=True)  # the entry is incomplete until the JSON is back
         data = np.ascontiguousarray(arr, dtype=np.float32)
-        _atomic_write(npz_path, lambda fh: np.savez(fh, draws=data))
-        _atomic_write(json_path, lambda fh: fh.write(text.encode("utf-8")))
+        with atomic_path(npz_path, fsync=True) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, draws=data)
+        with atomic_path(json_path, fsync=True) as tmp:
+            tmp.write_text(text, encoding="utf-8")
 
     def _record(self, network: int) -> dict[str, Any]:
         k = _network_index(network)

@@ -30,6 +30,10 @@ KL conventions (``VIConfig.kl_convention``), with ``kl_e`` the closed-form eleme
 The model loss is ``data_loss + kl_weight * KL`` with ``kl_weight = k / n``: the KL factor ``k`` of
 the paper (1 ... 100) divided by a normalisation ``n`` the caller chooses (training-set size for
 the ELBO, batch size in the reference code); see :meth:`VIConfig.from_k`.
+
+Size (~500 lines): the layer, its KL under both conventions, the configuration and the
+frozen-draw machinery are one contract (a draw is defined by the layer's noise and freezing);
+most of the length is documentation of the conventions.
 """
 
 from __future__ import annotations

@@ -16,31 +16,41 @@ A subclass implements
   ``data_loss(self, x, c, seed) -> scalar`` (default ``-mean(log_prob)``).
 
 The base class adds the VI KL term, seeds VI noise statelessly, compiles sampling, streams
-samples in chunks, flattens the weights that define one posterior draw, and trains with Adam in a
-resumable, bit-reproducible loop (:meth:`Generator.fit`).
+samples in chunks, flattens the weights that define one posterior draw, and trains with Adam in
+the resumable, bit-reproducible loop of :mod:`calamp.models.training` (:meth:`Generator.fit`).
 
 Randomness: every seed argument is an ``int`` or a stateless seed of shape (2,) (int32/int64).
 Within one call the base class splits it with ``stateless_fold_in``: stream 0 goes to the
 subclass (``data_loss``/``_sample``), stream 1 to the VI layers' weight noise.
+
+Size (~480 lines): the one interface every generator implements (registry, seeds, input checks,
+losses, chunked sampling, posterior-draw weights, ``fit``); the loop itself lives in
+:mod:`calamp.models.training`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from calamp._tf import tf
 from calamp.bayes import vi as _vi
+from calamp.models.training import (
+    EpochBatches,
+    TrainingError,
+    check_fit_inputs,
+    run_key,
+    train_loop,
+)
+from calamp.optim import Adam
 
 __all__ = [
     "SEED_BLOCK",
+    "XLA_MIN_STEPS",
     "EpochBatches",
     "GENERATORS",
     "Generator",
@@ -59,13 +69,15 @@ SEED_BLOCK = 16_384
 ``fold_seed(seed, b)``, so the events never depend on the chunk size (memory is bounded by
 max(chunk_size, SEED_BLOCK) events)."""
 
+XLA_MIN_STEPS = 250
+"""A :attr:`Generator.xla` model trains with the XLA-compiled step only in fits of at least this
+many steps: compiling costs 3–5 s more than tracing the plain step and saves 20–30 ms per
+step on small shower flows (2x16 to 3x32 couplings, deterministic and VI;
+``python benchmarks/bench_shower_flow.py --small``), so it pays from about 250 steps."""
+
 GENERATORS: dict[str, type[Generator]] = {}
 
 _BAYESIAN = (None, "vi")
-
-
-class TrainingError(RuntimeError):
-    """Training produced a non-finite loss or gradient, or cannot proceed."""
 
 
 def register_generator(kind: str) -> Callable[[type[Generator]], type[Generator]]:
@@ -134,94 +146,6 @@ def rechunk(blocks: Iterator[np.ndarray], chunk_size: int) -> Iterator[np.ndarra
                 buf, have = [], 0
     if have:
         yield np.concatenate(buf) if len(buf) > 1 else buf[0]
-
-
-def _step_seed(seed: int, step: int) -> np.ndarray:
-    """Stateless seed (2,) int32 of training step ``step`` of a run seeded with ``seed``."""
-    state = np.random.SeedSequence([int(seed), 0x5EED, int(step)]).generate_state(2, np.uint32)
-    return state.view(np.int32)
-
-
-class EpochBatches:
-    """Minibatch rule shared by every training loop and sampler: the batch of step t is a pure
-    function of (seed, t), so a resumed run sees exactly the batches of an uninterrupted one.
-
-    Epoch e = t // (N // batch_size) uses the permutation ``default_rng([seed, e])``; the last
-    incomplete batch of an epoch is dropped. The current epoch's permutation is cached.
-    """
-
-    def __init__(self, seed: int, n_events: int, batch_size: int) -> None:
-        self.seed, self.n, self.batch = int(seed), int(n_events), int(batch_size)
-        self.per_epoch = max(1, self.n // self.batch)
-        self._epoch, self._perm = -1, np.arange(0)
-
-    def __call__(self, t: int) -> np.ndarray:
-        """Indices (batch_size,) of the events of step ``t``."""
-        epoch, j = divmod(int(t), self.per_epoch)
-        if epoch != self._epoch:
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-            self._epoch = epoch
-        return self._perm[j * self.batch : (j + 1) * self.batch]
-
-
-def check_fit_inputs(
-    model: Generator,
-    x: Any,
-    c: Any,
-    steps: int,
-    batch_size: int,
-    checkpoint_every: int,
-    lr_schedule: str,
-) -> tuple[np.ndarray, np.ndarray | None, int, int]:
-    """Validate the common arguments of a ``fit``: returns (x, c or None, steps, batch_size)."""
-    x_np = np.asarray(x, np.float32)
-    model._check_x(x_np[:1])
-    n_events = x_np.shape[0]
-    c_np = None
-    if model.context_dim or c is not None:
-        c_np = np.asarray(c, np.float32) if c is not None else None
-        model._check_c(c_np)
-        if c_np is not None and c_np.shape[0] != n_events:
-            msg = f"`c` has {c_np.shape[0]} rows but `x` has {n_events}"
-            raise ValueError(msg)
-    steps, batch_size = int(steps), int(batch_size)
-    if steps < 0:
-        msg = f"`steps` must be non-negative, got {steps}"
-        raise ValueError(msg)
-    if not 1 <= batch_size <= n_events:
-        msg = f"`batch_size` must be in [1, N={n_events}], got {batch_size}"
-        raise ValueError(msg)
-    if checkpoint_every < 1:
-        msg = f"`checkpoint_every` must be positive, got {checkpoint_every}"
-        raise ValueError(msg)
-    if lr_schedule not in ("constant", "cosine"):
-        msg = f"`lr_schedule` must be 'constant' or 'cosine', got {lr_schedule!r}"
-        raise ValueError(msg)
-    return x_np, c_np, steps, batch_size
-
-
-class _Adam(tf.Module):
-    """Adam (Kingma & Ba, arXiv:1412.6980) with torch's epsilon convention, as tf.Variables."""
-
-    def __init__(
-        self, variables: list[tf.Variable], lr: float, betas: tuple[float, float], eps: float
-    ) -> None:
-        super().__init__(name="adam")
-        self.lr, self.beta1, self.beta2, self.eps = float(lr), float(betas[0]), float(betas[1]), eps
-        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
-        self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
-        self.v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
-
-    def apply(
-        self, grads: list[tf.Tensor], variables: list[tf.Variable], lr_factor: tf.Tensor
-    ) -> None:
-        t = tf.cast(self.iterations.assign_add(1), tf.float32)
-        lr_t = lr_factor * self.lr * tf.sqrt(1.0 - self.beta2**t) / (1.0 - self.beta1**t)
-        eps_t = self.eps * tf.sqrt(1.0 - self.beta2**t)
-        for g, m, v, var in zip(grads, self.m, self.v, variables, strict=True):
-            m.assign(self.beta1 * m + (1.0 - self.beta1) * g)
-            v.assign(self.beta2 * v + (1.0 - self.beta2) * tf.square(g))
-            var.assign_sub(lr_t * m / (tf.sqrt(v) + eps_t))
 
 
 class Generator(tf.Module):
@@ -516,60 +440,12 @@ class Generator(tf.Module):
         x_np, c_np, steps, batch_size = check_fit_inputs(
             self, x, c, steps, batch_size, checkpoint_every, lr_schedule
         )
-        n_events = x_np.shape[0]
-
         variables = self.fit_variables
-        adam = _Adam(variables, learning_rate, betas, 1e-8)
+        adam = Adam(variables, learning_rate, betas, 1e-8)
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-        losses = np.zeros(steps, np.float64)
-        resumed_from = 0
-        manager = None
-        run_key = {
-            "seed": int(seed),
-            "batch_size": batch_size,
-            "learning_rate": float(learning_rate),
-            "betas": [float(b) for b in betas],
-            "n_events": int(n_events),
-            "lr_schedule": lr_schedule,
-            "steps": steps if lr_schedule != "constant" else None,
-        }
-        if checkpoint_dir is not None:
-            ckpt = tf.train.Checkpoint(model=self, optimizer=adam, step=step_var)
-            manager = tf.train.CheckpointManager(ckpt, os.fspath(checkpoint_dir), max_to_keep=2)
-            state_path = os.path.join(os.fspath(checkpoint_dir), "fit_state.json")
-            if manager.latest_checkpoint is not None:
-                if os.path.exists(state_path):
-                    with open(state_path) as f:
-                        saved = json.load(f)
-                    if saved.get("run") != run_key:
-                        msg = (
-                            f"checkpoint in {os.fspath(checkpoint_dir)!r} is from a different run "
-                            f"({saved.get('run')}); got {run_key}. Use another checkpoint_dir."
-                        )
-                        raise ValueError(msg)
-                ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-                resumed_from = int(step_var.numpy())
-                loss_path = os.path.join(os.fspath(checkpoint_dir), "losses.npy")
-                if os.path.exists(loss_path):
-                    old = np.load(loss_path)
-                    k = min(resumed_from, steps, old.size)
-                    losses[:k] = old[:k]
-
-        def save() -> None:
-            assert manager is not None
-            done = int(step_var.numpy())
-            manager.save(checkpoint_number=done)
-            folder = os.fspath(checkpoint_dir)
-            tmp = os.path.join(folder, "losses.tmp.npy")
-            np.save(tmp, losses[:done])
-            os.replace(tmp, os.path.join(folder, "losses.npy"))
-            with open(os.path.join(folder, "fit_state.json"), "w") as f:
-                json.dump({"run": run_key, "step": done}, f)
-
-        has_c = c_np is not None
 
         def train_step(
-            xb: tf.Tensor, cb: tf.Tensor | None, sd: tf.Tensor, lr_factor: tf.Tensor
+            xb: tf.Tensor, cb: tf.Tensor | None, sd: tf.Tensor, factor: tf.Tensor
         ) -> Any:
             with tf.GradientTape() as tape:
                 loss = self.train_loss(xb, cb, seed=sd)
@@ -582,52 +458,34 @@ class Generator(tf.Module):
             for g in grads:
                 finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
             if finite:
-                adam.apply(grads, variables, lr_factor)
+                adam.apply(grads, variables, factor)
                 step_var.assign_add(1)
-            return loss, finite
+            return (loss,), finite
 
-        step_fn = tf.function(train_step, jit_compile=self.xla)
-        batches = EpochBatches(seed, n_events, batch_size)
-        t0 = time.perf_counter()
-        bar = tqdm(
-            total=steps,
-            initial=min(resumed_from, steps),
-            disable=not progress,
-            desc=f"fit {self.kind or type(self).__name__}",
+        key = run_key(
+            seed=seed, batch_size=batch_size, learning_rate=learning_rate, betas=betas,
+            n_events=x_np.shape[0], lr_schedule=lr_schedule, steps=steps,
         )
-        try:
-            for t in range(resumed_from, steps):
-                idx = batches(t)
-                cb = tf.constant(c_np[idx]) if has_c else None
-                factor = 1.0
-                if lr_schedule == "cosine":
-                    factor = 0.5 * (1.0 + math.cos(math.pi * t / steps))
-                loss, finite = step_fn(
-                    tf.constant(x_np[idx]),
-                    cb,
-                    tf.constant(_step_seed(seed, t)),
-                    tf.constant(factor, tf.float32),
-                )
-                loss_value = float(loss.numpy())
-                if not bool(finite.numpy()):
-                    msg = (
-                        f"non-finite loss or gradient at step {t + 1} (loss = {loss_value}); "
-                        "the update was not applied. Lower the learning rate or check the data."
-                    )
-                    raise TrainingError(msg)
-                losses[t] = loss_value
-                bar.update(1)
-                if progress and (t + 1) % 50 == 0:
-                    bar.set_postfix(loss=f"{loss_value:.4g}")
-                if callback is not None:
-                    callback(t + 1, loss_value)
-                if manager is not None and ((t + 1) % checkpoint_every == 0 or t + 1 == steps):
-                    save()
-        finally:
-            bar.close()
+        out = train_loop(
+            tf.function(train_step, jit_compile=self.xla and steps >= XLA_MIN_STEPS),
+            x_np,
+            c_np,
+            steps=steps,
+            batch_size=batch_size,
+            seed=seed,
+            lr_schedule=lr_schedule,
+            run_key=key,
+            state={"model": self, "optimizer": adam},
+            step_var=step_var,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+            progress=progress,
+            desc=f"fit {self.kind or type(self).__name__}",
+            callback=callback,
+        )
         return {
-            "loss": losses,
-            "wall_seconds": time.perf_counter() - t0,
+            "loss": out["losses"][:, 0].copy(),
+            "wall_seconds": out["wall_seconds"],
             "steps": steps,
-            "resumed_from": resumed_from,
+            "resumed_from": out["resumed_from"],
         }

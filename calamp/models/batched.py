@@ -23,11 +23,13 @@ RNG gives other numbers than TensorFlow's kernels.
 
 Weight layout of VI networks: per layer the posterior ``loc``/``rho`` (K, P_l) with
 P_l = in·out + out, flat as in :class:`~calamp.bayes.vi.VIDense` (kernel row-major, then bias).
+
+Size (~590 lines): one class that mirrors :class:`~calamp.models.cnf.FlowMatchingCNF` method by
+method (construction from and to single models, training, sampling) with a network axis.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -36,20 +38,18 @@ import numpy as np
 
 from calamp._tf import tf
 from calamp.bayes import vi as _vi
-from calamp.models.base import (
-    TrainingError,
-    _step_seed,
-    block_spans,
-    rechunk,
-    stateless_seed,
-)
+from calamp.models.base import block_spans, fold_seed, rechunk, stateless_seed
 from calamp.models.cnf import FlowMatchingCNF, flow_matching_pair, odeint, time_features
+from calamp.models.training import (
+    EpochBatches,
+    TrainingError,
+    check_schedule,
+    lr_factor,
+    step_seed,
+)
+from calamp.optim import adam_update
 
 __all__ = ["BatchedCNF"]
-
-
-def _fold(seed: Any, i: int) -> Any:
-    return tf.random.experimental.stateless_fold_in(seed, i)
 
 
 def _seeds_tensor(seeds: Any, k: int, argname: str) -> tf.Tensor:
@@ -327,10 +327,10 @@ class BatchedCNF(tf.Module):
         dim = self.dim
 
         def one(seed: Any) -> tuple:
-            s0, s1 = _fold(seed, 0), _fold(seed, 1)
-            t = tf.random.stateless_uniform([batch, 1], _fold(s0, 0))
-            z = tf.random.stateless_normal([batch, dim], _fold(s0, 1))
-            eps = tuple(tf.random.stateless_normal([sizes[i]], _fold(s1, i))
+            s0, s1 = fold_seed(seed, 0), fold_seed(seed, 1)
+            t = tf.random.stateless_uniform([batch, 1], fold_seed(s0, 0))
+            z = tf.random.stateless_normal([batch, dim], fold_seed(s0, 1))
+            eps = tuple(tf.random.stateless_normal([sizes[i]], fold_seed(s1, i))
                         for i in range(n_layers)) if vi else ()
             return (t, z, *eps)
 
@@ -376,23 +376,19 @@ class BatchedCNF(tf.Module):
                     finite = finite & tf.reduce_all(tf.math.is_finite(g), axis=axes)
                 ok = finite & alive
                 alive = ok
-                okf = tf.cast(ok, tf.float32)
-                it = iters + okf
+                it = iters + tf.cast(ok, tf.float32)  # per-network Adam step counters (K,)
                 iters.assign(it)
                 tt = tf.maximum(it, 1.0)
-                lr_t = lr_factors[s] * lr * tf.sqrt(1.0 - tf.pow(b2, tt)) / (1.0 - tf.pow(b1, tt))
-                eps_t = eps_adam * tf.sqrt(1.0 - tf.pow(b2, tt))
                 for g, mv, vv, var in zip(grads, m_vars, v_vars, variables, strict=True):
                     bshape = [k] + [1] * (g.shape.rank - 1)
                     okb = tf.reshape(ok, bshape)
-                    g = tf.where(okb, g, 0.0)
-                    m_new = b1 * mv + (1.0 - b1) * g
-                    v_new = b2 * vv + (1.0 - b2) * tf.square(g)
+                    update, m_new, v_new = adam_update(
+                        tf.where(okb, g, 0.0), mv, vv, tf.reshape(tt, bshape),
+                        lr=lr_factors[s] * lr, beta1=b1, beta2=b2, eps=eps_adam,
+                    )
                     mv.assign(tf.where(okb, m_new, mv))
                     vv.assign(tf.where(okb, v_new, vv))
-                    step = tf.reshape(lr_t, bshape) * m_new / (
-                        tf.sqrt(v_new) + tf.reshape(eps_t, bshape))
-                    var.assign_sub(tf.where(okb, step, 0.0))
+                    var.assign_sub(tf.where(okb, update, 0.0))
                 losses = losses.write(s, loss)
                 finites = finites.write(s, finite)
             return losses.stack(), finites.stack()
@@ -457,16 +453,7 @@ class BatchedCNF(tf.Module):
         elif c is not None:
             msg = "`c` given but the networks are unconditional"
             raise ValueError(msg)
-        steps, batch_size = int(steps), int(batch_size)
-        if steps < 0:
-            msg = f"`steps` must be non-negative, got {steps}"
-            raise ValueError(msg)
-        if not 1 <= batch_size <= n_events:
-            msg = f"`batch_size` must be in [1, N={n_events}], got {batch_size}"
-            raise ValueError(msg)
-        if lr_schedule not in ("constant", "cosine"):
-            msg = f"`lr_schedule` must be 'constant' or 'cosine', got {lr_schedule!r}"
-            raise ValueError(msg)
+        steps, batch_size = check_schedule(steps, batch_size, n_events, lr_schedule)
         seeds = list(self.seeds if seeds is None else [int(s) for s in seeds])
         if len(seeds) != k:
             msg = f"`seeds` must have {k} entries, got {len(seeds)}"
@@ -475,8 +462,8 @@ class BatchedCNF(tf.Module):
         m_vars = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables_list]
         v_vars = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables_list]
         iters = tf.Variable(tf.zeros([k]), trainable=False)
-        adam = (m_vars, v_vars, iters, tf.constant(float(learning_rate)),
-                tf.constant(float(betas[0])), tf.constant(float(betas[1])), tf.constant(1e-8))
+        adam = (m_vars, v_vars, iters, float(learning_rate), float(betas[0]), float(betas[1]),
+                1e-8)
         core = self._make_block(c_np is not None)
         block = tf.function(
             lambda xs, cs, ts, zs, eps, lrf, alive: core(xs, cs, ts, zs, eps, lrf, alive, adam),
@@ -484,8 +471,7 @@ class BatchedCNF(tf.Module):
         )
         rng = tf.function(lambda s: self._step_random(s, batch_size))
 
-        per_epoch = n_events // batch_size
-        perms: dict[tuple[int, int], np.ndarray] = {}
+        batches = [EpochBatches(seed, n_events, batch_size) for seed in seeds]
         losses = np.zeros((steps, k), np.float64)
         alive = np.ones(k, bool)
         block_seconds = []
@@ -497,22 +483,15 @@ class BatchedCNF(tf.Module):
             cs = (np.empty((s_len, k, batch_size, self.context_dim), np.float32)
                   if c_np is not None else np.zeros([s_len, k, 0, 0], np.float32))
             sd = np.empty((s_len, k, 2), np.int32)
-            lrf = np.ones(s_len, np.float32)
+            lrf = np.array([lr_factor(lr_schedule, t, steps) for t in range(start, stop)],
+                           np.float32)
             for j, t in enumerate(range(start, stop)):
-                epoch, pos = divmod(t, per_epoch)
-                if lr_schedule == "cosine":
-                    lrf[j] = 0.5 * (1.0 + math.cos(math.pi * t / steps))
                 for net in range(k):
-                    key = (net, epoch)
-                    if key not in perms:
-                        perms = {kk: p for kk, p in perms.items() if kk[1] >= epoch}
-                        perms[key] = np.random.default_rng([seeds[net], epoch]).permutation(
-                            n_events)
-                    idx = perms[key][pos * batch_size:(pos + 1) * batch_size]
+                    idx = batches[net](t)
                     xs[j, net] = x_np[net, idx]
                     if c_np is not None:
                         cs[j, net] = c_np[net, idx]
-                    sd[j, net] = _step_seed(seeds[net], t)
+                    sd[j, net] = step_seed(seeds[net], t)
             tb = time.perf_counter()
             ts, zs, eps = rng(tf.constant(sd.reshape(-1, 2)))
             ts = tf.reshape(ts, [s_len, -1])
@@ -534,11 +513,12 @@ class BatchedCNF(tf.Module):
     # -- sampling --------------------------------------------------------------------------
     def _sample_impl(self, n: Any, c: Any, seeds: Any) -> Any:
         k = self.n_networks
-        z = tf.stack([tf.random.stateless_normal(tf.stack([n, self.dim]), _fold(seeds[i], 0))
+        z = tf.stack([tf.random.stateless_normal(tf.stack([n, self.dim]), fold_seed(seeds[i], 0))
                       for i in range(k)])
         eps = None
         if self.bayesian == "vi":
-            eps = [tf.stack([tf.random.stateless_normal([a * b + b], _fold(_fold(seeds[i], 1), j))
+            eps = [tf.stack([tf.random.stateless_normal([a * b + b],
+                                                        fold_seed(fold_seed(seeds[i], 1), j))
                              for i in range(k)])
                    for j, (a, b) in enumerate(self.shapes)]
         return odeint(lambda t, y: self.velocity(t, y, c, eps=eps), z, 1.0, 0.0,
@@ -595,7 +575,7 @@ class BatchedCNF(tf.Module):
                 cj = None
                 if c is not None:
                     cj = np.asarray(c, np.float32)[..., start:stop, :]
-                sj = tf.stack([_fold(base[i], j) for i in range(self.n_networks)])
+                sj = tf.stack([fold_seed(base[i], j) for i in range(self.n_networks)])
                 # events along axis 0 for rechunk: (n_b, K, D)
                 yield np.moveaxis(self.sample(stop - start, cj, seeds=sj).numpy(), 1, 0)
 

@@ -8,6 +8,9 @@ slow for 100-dimensional showers, see ``benchmarks/``).
 References: rational-quadratic spline couplings, Durkan et al., arXiv:1906.04032 (TFP's
 ``tfb.RationalQuadraticSpline``); affine couplings, Dinh et al., arXiv:1605.08803; MAF,
 Papamakarios et al., arXiv:1705.07057 (TFP's ``tfb.MaskedAutoregressiveFlow``).
+
+Size (~470 lines): two generator classes that share the conditioner networks, the VI
+variants and the bijector plumbing of TFP.
 """
 
 from __future__ import annotations
@@ -162,8 +165,9 @@ class CouplingFlow(Generator):
 
     @property
     def xla(self) -> bool:  # type: ignore[override]
-        """XLA-compiled training and sampling for showers (8x128 couplings, 101 dims, batch 256:
-        182 -> 65 ms per step, benchmarks/bench_shower_flow.py); 2D toys keep the plain step
+        """XLA-compiled training (fits of at least :data:`~calamp.models.base.XLA_MIN_STEPS`
+        steps) and sampling for showers (8x128 couplings, 101 dims, batch 256: 182 -> 65 ms per
+        step, benchmarks/bench_shower_flow.py); 2D toys keep the plain step
         (compiling costs more than it saves there, and their numbers stay those of earlier
         releases)."""
         return self.dim > 3

@@ -28,28 +28,18 @@ Only the generator's weights define a posterior draw: :attr:`trainable_variables
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from calamp._tf import tf, tf_keras
 from calamp.bayes import vi as _vi
-from calamp.models.base import (
-    EpochBatches,
-    Generator,
-    TrainingError,
-    _Adam,
-    _step_seed,
-    check_fit_inputs,
-    register_generator,
-    stateless_seed,
-)
+from calamp.models.base import Generator, fold_seed, register_generator, stateless_seed
+from calamp.models.training import check_fit_inputs, run_key, train_loop
+from calamp.optim import Adam
 
 __all__ = ["OUTPUTS", "ShowerGAN"]
 
@@ -57,10 +47,6 @@ OUTPUTS = ("energy", "linear")
 """Generator output heads: non-negative cell energies, or unconstrained features."""
 
 _SOFTPLUS_INV_1 = math.log(math.e - 1.0)  # softplus(log(e − 1)) = 1
-
-
-def _fold(seed: Any, i: int) -> Any:
-    return tf.random.experimental.stateless_fold_in(seed, i)
 
 
 def _layer_seed(seed: int, i: int) -> int:
@@ -348,7 +334,6 @@ class ShowerGAN(Generator):
         x_np, c_np, steps, batch_size = check_fit_inputs(
             self, x, c, steps, batch_size, checkpoint_every, lr_schedule
         )
-        n_events = x_np.shape[0]
         if self.energy_scale is None:
             if self.output == "energy":
                 scale = float(np.mean(x_np.sum(axis=1), dtype=np.float64))
@@ -362,57 +347,9 @@ class ShowerGAN(Generator):
         d_lr = learning_rate if disc_learning_rate is None else disc_learning_rate
 
         g_vars, d_vars = self.generator_variables, self.discriminator_variables
-        g_opt = _Adam(g_vars, learning_rate, betas, 1e-8)
-        d_opt = _Adam(d_vars, d_lr, betas, 1e-8)
+        g_opt = Adam(g_vars, learning_rate, betas, 1e-8)
+        d_opt = Adam(d_vars, d_lr, betas, 1e-8)
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-        losses = np.zeros((steps, 2), np.float64)
-        resumed_from = 0
-        run_key = {
-            "seed": int(seed),
-            "batch_size": batch_size,
-            "learning_rate": float(learning_rate),
-            "disc_learning_rate": float(d_lr),
-            "betas": [float(b) for b in betas],
-            "n_events": int(n_events),
-            "lr_schedule": lr_schedule,
-            "steps": steps if lr_schedule != "constant" else None,
-        }
-        manager = None
-        folder = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
-        if folder is not None:
-            ckpt = tf.train.Checkpoint(
-                model=self, generator_optimizer=g_opt, discriminator_optimizer=d_opt,
-                step=step_var,
-            )
-            manager = tf.train.CheckpointManager(ckpt, folder, max_to_keep=2)
-            state_path = os.path.join(folder, "fit_state.json")
-            if manager.latest_checkpoint is not None:
-                if os.path.exists(state_path):
-                    with open(state_path) as f:
-                        saved = json.load(f)
-                    if saved.get("run") != run_key:
-                        msg = (
-                            f"checkpoint in {folder!r} is from a different run "
-                            f"({saved.get('run')}); got {run_key}. Use another checkpoint_dir."
-                        )
-                        raise ValueError(msg)
-                ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-                resumed_from = int(step_var.numpy())
-                loss_path = os.path.join(folder, "losses.npy")
-                if os.path.exists(loss_path):
-                    old = np.load(loss_path)
-                    k = min(resumed_from, steps, old.shape[0])
-                    losses[:k] = old[:k]
-
-        def save() -> None:
-            assert manager is not None and folder is not None
-            done = int(step_var.numpy())
-            manager.save(checkpoint_number=done)
-            tmp = os.path.join(folder, "losses.tmp.npy")
-            np.save(tmp, losses[:done])
-            os.replace(tmp, os.path.join(folder, "losses.npy"))
-            with open(os.path.join(folder, "fit_state.json"), "w") as f:
-                json.dump({"run": run_key, "step": done}, f)
 
         def all_finite(loss: Any, grads: list[Any]) -> Any:
             ok = tf.math.is_finite(loss)
@@ -422,60 +359,49 @@ class ShowerGAN(Generator):
 
         def train_step(xb: Any, cb: Any, sd: Any, lr_factor: Any) -> Any:
             if self.bayesian == "vi":
-                _vi.set_noise_seed(self, _fold(_fold(sd, 0), 1))
+                _vi.set_noise_seed(self, fold_seed(fold_seed(sd, 0), 1))
             with tf.GradientTape() as tape:
-                d_loss = self.discriminator_loss(xb, cb, _fold(_fold(sd, 0), 0))
+                d_loss = self.discriminator_loss(xb, cb, fold_seed(fold_seed(sd, 0), 0))
             d_grads = tape.gradient(d_loss, d_vars)
             d_ok = all_finite(d_loss, d_grads)
             if d_ok:
                 d_opt.apply(d_grads, d_vars, lr_factor)
             with tf.GradientTape() as tape:
-                g_loss = self.train_loss(xb, cb, seed=_fold(sd, 1))
+                g_loss = self.train_loss(xb, cb, seed=fold_seed(sd, 1))
             g_grads = tape.gradient(g_loss, g_vars)
             g_ok = tf.logical_and(d_ok, all_finite(g_loss, g_grads))
             if g_ok:
                 g_opt.apply(g_grads, g_vars, lr_factor)
                 step_var.assign_add(1)
-            return g_loss, d_loss, g_ok
+            return (g_loss, d_loss), g_ok
 
-        step_fn = tf.function(train_step)
-        batches = EpochBatches(seed, n_events, batch_size)
-        t0 = time.perf_counter()
-        bar = tqdm(total=steps, initial=min(resumed_from, steps), disable=not progress,
-                   desc="fit gan")
-        try:
-            for t in range(resumed_from, steps):
-                idx = batches(t)
-                cb = tf.constant(c_np[idx]) if c_np is not None else None
-                factor = 1.0
-                if lr_schedule == "cosine":
-                    factor = 0.5 * (1.0 + math.cos(math.pi * t / steps))
-                g_loss, d_loss, ok = step_fn(
-                    tf.constant(x_np[idx]), cb, tf.constant(_step_seed(seed, t)),
-                    tf.constant(factor, tf.float32),
-                )
-                g_value, d_value = float(g_loss.numpy()), float(d_loss.numpy())
-                if not bool(ok.numpy()):
-                    msg = (
-                        f"non-finite loss or gradient at step {t + 1} (generator loss = "
-                        f"{g_value}, discriminator loss = {d_value}); lower the learning rate "
-                        "or check the data."
-                    )
-                    raise TrainingError(msg)
-                losses[t] = (g_value, d_value)
-                bar.update(1)
-                if progress and (t + 1) % 50 == 0:
-                    bar.set_postfix(g=f"{g_value:.4g}", d=f"{d_value:.4g}")
-                if callback is not None:
-                    callback(t + 1, g_value)
-                if manager is not None and ((t + 1) % checkpoint_every == 0 or t + 1 == steps):
-                    save()
-        finally:
-            bar.close()
+        key = run_key(
+            seed=seed, batch_size=batch_size, learning_rate=learning_rate, betas=betas,
+            n_events=x_np.shape[0], lr_schedule=lr_schedule, steps=steps,
+            disc_learning_rate=d_lr,
+        )
+        out = train_loop(
+            tf.function(train_step),
+            x_np,
+            c_np,
+            steps=steps,
+            batch_size=batch_size,
+            seed=seed,
+            lr_schedule=lr_schedule,
+            run_key=key,
+            state={"model": self, "generator_optimizer": g_opt, "discriminator_optimizer": d_opt},
+            step_var=step_var,
+            loss_names=("generator loss", "discriminator loss"),
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+            progress=progress,
+            desc="fit gan",
+            callback=callback,
+        )
         return {
-            "loss": losses[:, 0].copy(),
-            "disc_loss": losses[:, 1].copy(),
-            "wall_seconds": time.perf_counter() - t0,
+            "loss": out["losses"][:, 0].copy(),
+            "disc_loss": out["losses"][:, 1].copy(),
+            "wall_seconds": out["wall_seconds"],
             "steps": steps,
-            "resumed_from": resumed_from,
+            "resumed_from": out["resumed_from"],
         }

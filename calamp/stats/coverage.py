@@ -18,6 +18,9 @@ Two effects that are not weight uncertainty are removed before the credible sets
 A calibrated posterior still gives E[c̄(c)] ≈ c (s - 1)/(s + 1) with s draws and a scatter
 from K·B finite credible sets: :func:`mad_floor` simulates both, and ``state`` calls a curve
 calibrated when its MAD is below the floor's 99 % quantile. numpy only.
+
+Size (~500 lines): one estimator with its floor and its bootstrap errors; they share the
+critical levels c*_kj and the noise removal, so splitting them would export those internals.
 """
 
 from __future__ import annotations

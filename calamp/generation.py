@@ -1,0 +1,131 @@
+"""Generation from posterior draws: the one code path from a draw to decoded events.
+
+:func:`draw_events` yields the events of draw i of a network in chunks (seeded per event block,
+so the numbers never depend on the chunk size); :func:`fill_network` streams them into the
+per-draw histograms, :func:`write_samples` into a ROOT file (``--write-samples``), and the dask
+tasks of :mod:`calamp.distributed` use the same functions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from calamp.config import RunConfig
+from calamp.histograms import Binning, HistogramSet
+from calamp.io import CalampError, ShowerSet
+from calamp.posterior import NetworkDraws
+from calamp.seeds import derive_seed
+from calamp.sources import decode_events, event_observables, split_key
+
+__all__ = ["draw_events", "fill_network", "generation_context", "write_samples"]
+
+
+def generation_context(
+    nd: NetworkDraws, n: int, seed: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Model context and incident energies (GeV) of n generated events, resampled together
+    from the training set (both None for the ring)."""
+    if nd.context is None and nd.incident is None:
+        return None, None
+    size = len(nd.context) if nd.context is not None else len(nd.incident)
+    idx = np.random.default_rng(seed).integers(0, size, n)
+    ctx = None if nd.context is None else nd.context[idx]
+    return ctx, None if nd.incident is None else nd.incident[idx]
+
+
+def draw_events(cfg: RunConfig, nd: NetworkDraws, kind: str, i: int, n: int) -> Iterator[Any]:
+    """The generated events of draw i of a network, decoded, in chunks of ``cfg.chunk_size``.
+
+    One code path for histogram filling, ``--write-samples`` and the dask tasks' whole-draw
+    mode: the seeds are ``("generate", k, i)`` (per event block) and ``("context", k, i)``,
+    so the first n events are the same for every n that is a multiple of the generation block
+    and for n = ``cfg.generated``.
+    """
+    nd.model.set_eval_weights(nd.weights[i])
+    seed = derive_seed(cfg.seed, "generate", nd.network, i)
+    ctx, e_inc = generation_context(nd, n, derive_seed(cfg.seed, "context", nd.network, i))
+    start = 0
+    for chunk in nd.model.sample_chunks(n, ctx, seed=seed, chunk_size=cfg.chunk_size):
+        echunk = None if e_inc is None else e_inc[start : start + len(chunk)]
+        start += len(chunk)
+        yield decode_events(kind, nd.features, chunk, echunk)
+
+
+def fill_network(
+    cfg: RunConfig, nd: NetworkDraws, kind: str, binnings: Mapping[str, Binning]
+) -> dict[str, Any]:
+    """Generate ``cfg.generated`` events for every draw of one network into its histograms.
+
+    Returns:
+        ``{"counts": {key: (s, B)}, "n_filled": (s,), "mean_image": (s, ny, nx) or None,
+        "wall_seconds": float}``.
+    """
+    hset = HistogramSet(binnings, 1, len(nd.weights))
+    names = tuple({split_key(k)[0] for k in binnings})
+    mean_images = None
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(nd.weights), disable=not cfg.progress, desc=f"generate net {nd.network}")
+    for i in range(len(nd.weights)):
+        for events in draw_events(cfg, nd, kind, i, cfg.generated):
+            obs = event_observables(kind, events, names)
+            hset.fill(0, i, {key: obs[split_key(key)[0]] for key in binnings})
+            if kind == "showers":
+                if mean_images is None:
+                    mean_images = np.zeros((len(nd.weights), *events.shape))
+                mean_images[i] += events.energy.sum(axis=0, dtype=np.float64)
+        if mean_images is not None:
+            mean_images[i] /= cfg.generated
+        bar.update(1)
+    bar.close()
+    return {
+        "counts": {key: h.counts[0] for key, h in hset.items()},
+        "n_filled": next(iter(hset.values())).n_filled[0],
+        "mean_image": mean_images,
+        "wall_seconds": time.perf_counter() - t0,
+    }
+
+
+def write_samples(
+    path: str | Path,
+    networks: list[NetworkDraws],
+    kind: str,
+    n: int,
+    *,
+    cfg: RunConfig,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``n`` generated showers for every draw of every network to a ROOT file.
+
+    The TTree ``showers`` has the dense ``energy`` layout of the input contract plus
+    ``incident_energy`` and int32 ``network`` and ``draw`` branches, so an analysis can run its
+    own selection on every posterior draw and see the spread, and ``calamp evaluate`` can
+    redo the statistics. The events are those of :func:`draw_events`: with
+    ``n = cfg.generated`` exactly the events behind the job's histograms.
+    """
+    from calamp import io
+
+    if kind != "showers":
+        msg = "write_samples needs a shower job (not the ring toy)"
+        raise CalampError(msg)
+    sets, net_idx, draw_idx = [], [], []
+    for nd in networks:
+        for i in range(len(nd.weights)):
+            for events in draw_events(cfg, nd, kind, i, n):
+                sets.append(events)
+                net_idx.append(np.full(len(events), nd.network, np.int32))
+                draw_idx.append(np.full(len(events), i, np.int32))
+    allsets = ShowerSet.concatenate(sets)
+    return Path(
+        io.write_showers(
+            path,
+            allsets,
+            overwrite=overwrite,
+            extra_branches={"network": np.concatenate(net_idx), "draw": np.concatenate(draw_idx)},
+        )
+    )

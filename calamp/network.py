@@ -1,0 +1,151 @@
+"""One network as an independent unit of work: train, store its draws, generate.
+
+:func:`run_network` is what an executor runs for network k (:mod:`calamp.executors`; the item
+is k in :func:`network_task`): it reads only its inputs, writes the draws to ``out/draws``
+(:class:`~calamp.bayes.store.DrawStore`, the hand-over to later generation) and the histogram
+counts to ``out/partial``, and is skipped on ``--resume`` when they exist.
+:func:`load_network` rebuilds a network from the draw store without training.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calamp.atomic import atomic_path
+from calamp.config import RunConfig
+from calamp.generation import fill_network
+from calamp.histograms import Binning
+from calamp.io import CalampError
+from calamp.posterior import NetworkDraws, train_network
+from calamp.sources import RingFeatures, Source
+
+__all__ = ["load_network", "network_task", "run_network"]
+
+
+def run_network(
+    cfg: RunConfig,
+    k: int,
+    source: Source,
+    binnings: Mapping[str, Binning],
+    out: str | Path,
+    *,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Everything for network k: train, store its draws, generate into its histograms.
+
+    An independent unit of work (what a dask worker runs): it reads only its inputs, writes its
+    draws to ``out/draws`` (the hand-over to later generation) and its histogram counts to
+    ``out/partial/net{k}.npz``; with ``resume`` a network whose counts exist is not redone.
+
+    Returns:
+        ``{"counts": {key: (s, B)}, "n_filled": (s,), "mean_image": (s, ny, nx) | None,
+        "info": training and generation facts}``.
+    """
+    from calamp.bayes.store import DrawStore
+    from calamp.outputs import write_json
+
+    out = Path(out)
+    t0 = time.perf_counter()
+    store = DrawStore(out / "draws")
+    part = out / "partial" / f"net{k}.npz"
+    info_path = out / "partial" / f"net{k}.json"
+    if resume and part.exists() and info_path.exists() and k in store.networks():
+        with np.load(part) as data:
+            return {
+                "counts": {key: data[f"counts/{key}"] for key in binnings},
+                "n_filled": data["n_filled"],
+                "mean_image": data["mean_image"] if "mean_image" in data.files else None,
+                "info": json.loads(info_path.read_text()),
+            }
+    nd = train_network(cfg, k, source, workdir=out / "checkpoints")
+    if k not in store.networks():
+        meta = {
+            "method": cfg.method,
+            "model": nd.model.config(),
+            "features": nd.features.to_dict(),
+            "seed": cfg.seed,
+            "config": cfg.to_dict(),
+            "info": nd.info,
+            "context": None if nd.context is None else nd.context.tolist(),
+            "incident": None if nd.incident is None else nd.incident.tolist(),
+        }
+        store.save(k, nd.weights, meta)
+    filled = fill_network(cfg, nd, source.kind, binnings)
+    info = {**nd.info, "generate_seconds": filled["wall_seconds"]}
+    part.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"counts/{key}": v for key, v in filled["counts"].items()}
+    arrays["n_filled"] = filled["n_filled"]
+    if filled["mean_image"] is not None:
+        arrays["mean_image"] = filled["mean_image"]
+    with atomic_path(part) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    write_json(info_path, info)
+    print(
+        f"calamp: network {k + 1}/{cfg.networks} done in {time.perf_counter() - t0:.0f} s",
+        file=sys.stderr,
+    )
+    return {
+        "counts": filled["counts"],
+        "n_filled": filled["n_filled"],
+        "mean_image": filled["mean_image"],
+        "info": info,
+    }
+
+
+def network_task(
+    k: int,
+    *,
+    cfg: RunConfig,
+    source: Source,
+    binnings: Mapping[str, Binning],
+    out: str,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """:func:`run_network` as an executor task (:mod:`calamp.executors`): the item is k.
+
+    Refuses, in one line naming the host, to run where the results folder ``out`` (an absolute
+    path) is not visible, e.g. on a dask worker without the shared filesystem.
+    """
+    import socket
+
+    from calamp.folder import MARKER
+
+    folder = Path(out)
+    if not (folder / MARKER).exists():
+        msg = (f"{socket.gethostname()}: results folder {folder} is not visible here; --out "
+               "must be on a filesystem shared by client and workers")
+        raise CalampError(msg)
+    return run_network(cfg, k, source, binnings, folder, resume=resume)
+
+
+def load_network(store_root: str | Path, k: int) -> NetworkDraws:
+    """Rebuild network k (model, feature map, draws) from a draw store, without training."""
+    from calamp.bayes.store import DrawStore
+    from calamp.models import build_generator
+    from calamp.preprocess import ShowerPreprocessor
+
+    weights, meta = DrawStore(store_root).load(k)
+    if meta["model"].get("kind") == "oracle":
+        msg = "oracle networks have no stored model; re-run the job to regenerate them"
+        raise CalampError(msg)
+    model = build_generator(meta["model"])
+    f = meta["features"]
+    if f.get("kind") == "ring":
+        feats: Any = RingFeatures(f["scale"])
+    elif f.get("kind") == "identity":
+        from calamp.models.oracle import IdentityFeatures
+
+        feats = IdentityFeatures(f["shape"])
+    else:
+        feats = ShowerPreprocessor.from_dict(f)
+    ctx = None if meta.get("context") is None else np.asarray(meta["context"], np.float32)
+    inc = meta.get("incident")
+    inc = None if inc is None else np.asarray(inc, np.float32)
+    return NetworkDraws(k, model, feats, np.asarray(weights, np.float32), ctx, meta["info"], inc)
