@@ -40,6 +40,8 @@ BUDGETS: dict[str, dict] = {
         mcmc_thin=2,
         hidden=16,
         layers=2,
+        bootstrap=10,  # a smoke test: few bootstrap replicas, no per-run figures
+        plots=False,
     ),
     # about an hour on 2 cores for the default list of points
     "small": dict(
@@ -85,8 +87,8 @@ def point_config(tag: str, budget: str, n_train: int, seed: int = 1):
         layers=b["layers"],
         observables=SHOWER_OBSERVABLES + CELLS,
         seed=seed,
-        bootstrap=50,
-        plots=True,
+        bootstrap=b.get("bootstrap", 50),
+        plots=b.get("plots", True),
         progress=False,
         chunk_size=20_000,
     )
