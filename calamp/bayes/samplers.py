@@ -21,6 +21,10 @@ References: AdamMCMC, S. Bieringer et al., arXiv:2312.14027 (as used in arXiv:24
 SGLD, M. Welling and Y. W. Teh, ICML 2011; SGHMC, T. Chen, E. Fox and C. Guestrin,
 arXiv:1402.4102. Running a chain (steps, thinning, checkpoints) is
 :func:`calamp.bayes.chain.run_chain`.
+
+Size (~490 lines): three samplers on one base class that owns the shared contract (keys,
+energy and gradient, counters, compiled steps); AdamMCMC's exact Metropolis–Hastings
+correction is most of it.
 """
 
 from __future__ import annotations
