@@ -66,7 +66,7 @@ class LocalExecutor:
                split_every: int = 8) -> Any:
         """``combine`` of ``fn(item, **shared)`` over the items, left to right."""
         _check_split(split_every)
-        return functools.reduce(combine, self.map(fn, items, shared=shared))
+        return functools.reduce(combine, self.map(fn, _nonempty(items), shared=shared))
 
 
 class DaskExecutor:
@@ -121,8 +121,9 @@ class DaskExecutor:
         tree of fan-in ``split_every``; only the total comes back. ``combine`` must be
         associative (exact for integer histogram counts)."""
         _check_split(split_every)
+        items = _nonempty(items)
         kw = self._scatter(shared)
-        futures = self.client.map(fn, list(items), pure=False, **kw)
+        futures = self.client.map(fn, items, pure=False, **kw)
         level = list(futures)
         made = []
         while len(level) > 1:
@@ -138,6 +139,14 @@ class DaskExecutor:
 
 def _combine_all(combine: Callable[[Any, Any], Any], *parts: Any) -> Any:
     return functools.reduce(combine, parts)
+
+
+def _nonempty(items: Iterable[Any]) -> list[Any]:
+    out = list(items)
+    if not out:
+        msg = "reduce needs at least one item"
+        raise ValueError(msg)
+    return out
 
 
 def _check_split(split_every: int) -> None:

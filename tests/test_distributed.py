@@ -167,3 +167,28 @@ def test_read_showers_dask_names_the_extra(tmp_path):
             cd.read_showers_dask(tmp_path / "x.root")
     else:  # pragma: no cover - only where the extra is installed
         pytest.skip("dask-awkward installed; the error path is not reachable")
+
+
+def _power(x: int, *, p: int, offset: np.ndarray) -> np.ndarray:
+    return offset + np.array([x**p])
+
+
+def test_executors_map_and_reduce_alike(client):
+    from operator import add
+
+    from calamp.executors import DaskExecutor, LocalExecutor
+
+    shared = {"p": 2, "offset": np.array([1])}
+    local, dask = LocalExecutor(), DaskExecutor(client)
+    assert local.map(_power, range(7), shared=shared) == [1 + i * i for i in range(7)]
+    np.testing.assert_array_equal(
+        dask.map(_power, range(7), shared=shared), local.map(_power, range(7), shared=shared)
+    )
+    # the tree reduction (fan-in 3: 3 levels for 11 items) sums exactly what the local one does
+    total = sum(1 + i * i for i in range(11))
+    for ex in (local, dask):
+        assert ex.reduce(_power, range(11), add, shared=shared, split_every=3)[0] == total
+        with pytest.raises(ValueError, match="at least one item"):
+            ex.reduce(_power, [], add, shared=shared)
+        with pytest.raises(ValueError, match="split_every"):
+            ex.reduce(_power, range(3), add, shared=shared, split_every=1)
