@@ -60,6 +60,7 @@ class CalampParser(argparse.ArgumentParser):
     default_command: str | None = None
     fixed_command: str | None = None
     commands: dict[str, argparse.ArgumentParser]
+    handlers: dict[str, _Command]
 
     def error(self, message: str):  # type: ignore[override]
         from calamp.config import ConfigError
@@ -147,6 +148,7 @@ def build_parser(prog: str = "calamp", *, command: str | None = None) -> CalampP
         dest="command", metavar="COMMAND", title="commands", prog=prog, parser_class=CalampParser
     )
     parser.commands = {}
+    parser.handlers = commands
     for name, cmd in commands.items():
         extra = {"prog": prog} if name == command else {}
         p = sub.add_parser(name, help=cmd.help, description=cmd.help, **extra)
@@ -176,7 +178,7 @@ def main(
     if code:
         return code
     args = parsed[0]
-    cmd = _commands()[args.command]
+    cmd = parser.handlers[args.command]
     return guarded(lambda: cmd.run(args), on_interrupt=cmd.on_interrupt)
 
 

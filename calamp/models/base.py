@@ -43,7 +43,6 @@ from calamp.models.training import (
     EpochBatches,
     TrainingError,
     check_fit_inputs,
-    run_key,
     train_loop,
 )
 from calamp.optim import Adam
@@ -71,7 +70,7 @@ max(chunk_size, SEED_BLOCK) events)."""
 
 XLA_MIN_STEPS = 250
 """A :attr:`Generator.xla` model trains with the XLA-compiled step only in fits of at least this
-many steps: compiling costs 3–5 s more than tracing the plain step and saves 20–30 ms per
+many steps: compiling costs 1.4–5.3 s more than tracing the plain step and saves 20–30 ms per
 step on small shower flows (2x16 to 3x32 couplings, deterministic and VI;
 ``python benchmarks/bench_shower_flow.py --small``), so it pays from about 250 steps."""
 
@@ -462,10 +461,6 @@ class Generator(tf.Module):
                 step_var.assign_add(1)
             return (loss,), finite
 
-        key = run_key(
-            seed=seed, batch_size=batch_size, learning_rate=learning_rate, betas=betas,
-            n_events=x_np.shape[0], lr_schedule=lr_schedule, steps=steps,
-        )
         out = train_loop(
             tf.function(train_step, jit_compile=self.xla and steps >= XLA_MIN_STEPS),
             x_np,
@@ -474,7 +469,8 @@ class Generator(tf.Module):
             batch_size=batch_size,
             seed=seed,
             lr_schedule=lr_schedule,
-            run_key=key,
+            learning_rate=learning_rate,
+            betas=betas,
             state={"model": self, "optimizer": adam},
             step_var=step_var,
             checkpoint_dir=checkpoint_dir,

@@ -38,7 +38,7 @@ import numpy as np
 from calamp._tf import tf, tf_keras
 from calamp.bayes import vi as _vi
 from calamp.models.base import Generator, fold_seed, register_generator, stateless_seed
-from calamp.models.training import check_fit_inputs, run_key, train_loop
+from calamp.models.training import check_fit_inputs, train_loop
 from calamp.optim import Adam
 
 __all__ = ["OUTPUTS", "ShowerGAN"]
@@ -375,11 +375,6 @@ class ShowerGAN(Generator):
                 step_var.assign_add(1)
             return (g_loss, d_loss), g_ok
 
-        key = run_key(
-            seed=seed, batch_size=batch_size, learning_rate=learning_rate, betas=betas,
-            n_events=x_np.shape[0], lr_schedule=lr_schedule, steps=steps,
-            disc_learning_rate=d_lr,
-        )
         out = train_loop(
             tf.function(train_step),
             x_np,
@@ -388,7 +383,9 @@ class ShowerGAN(Generator):
             batch_size=batch_size,
             seed=seed,
             lr_schedule=lr_schedule,
-            run_key=key,
+            learning_rate=learning_rate,
+            betas=betas,
+            key_extra={"disc_learning_rate": d_lr},
             state={"model": self, "generator_optimizer": g_opt, "discriminator_optimizer": d_opt},
             step_var=step_var,
             loss_names=("generator loss", "discriminator loss"),

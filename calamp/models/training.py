@@ -161,7 +161,9 @@ def train_loop(
     batch_size: int,
     seed: int,
     lr_schedule: str,
-    run_key: Mapping[str, Any],
+    learning_rate: float,
+    betas: Sequence[float],
+    key_extra: Mapping[str, float] | None = None,
     state: Mapping[str, tf.Module | tf.Variable],
     step_var: tf.Variable,
     loss_names: Sequence[str] = ("loss",),
@@ -181,7 +183,8 @@ def train_loop(
         x, c: validated training arrays (N, dim) and (N, C) or ``None``.
         steps, batch_size, seed, lr_schedule: the schedule (see :class:`EpochBatches`,
             :func:`step_seed`, :func:`lr_factor`).
-        run_key: JSON-ready description of the run; a checkpoint of another run is refused.
+        learning_rate, betas, key_extra: with the schedule, the :func:`run_key` of the run
+            (``key_extra``: a model's own settings); a checkpoint of another run is refused.
         state: what a checkpoint holds besides ``step_var`` (model, optimisers), by name.
         step_var: int64 variable counting the applied steps.
         loss_names: names of the losses ``step_fn`` returns (the first is ``callback``'s).
@@ -202,7 +205,10 @@ def train_loop(
     resumed_from = 0
     manager = None
     folder = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
-    run_key = json.loads(json.dumps(dict(run_key)))
+    key = run_key(
+        seed=seed, batch_size=batch_size, learning_rate=learning_rate, betas=betas,
+        n_events=x.shape[0], lr_schedule=lr_schedule, steps=steps, **dict(key_extra or {}),
+    )
     if folder is not None:
         ckpt = tf.train.Checkpoint(step=step_var, **state)
         manager = tf.train.CheckpointManager(ckpt, folder, max_to_keep=2)
@@ -211,10 +217,10 @@ def train_loop(
             if os.path.exists(state_path):
                 with open(state_path) as f:
                     saved = json.load(f)
-                if saved.get("run") != run_key:
+                if saved.get("run") != key:
                     msg = (
                         f"checkpoint in {folder!r} is from a different run ({saved.get('run')}); "
-                        f"got {run_key}. Use another checkpoint_dir."
+                        f"got {key}. Use another checkpoint_dir."
                     )
                     raise ValueError(msg)
             ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
@@ -231,7 +237,7 @@ def train_loop(
         manager.save(checkpoint_number=done)
         with atomic_path(os.path.join(folder, "losses.npy")) as tmp, open(tmp, "wb") as fh:
             np.save(fh, losses[:done])
-        write_json_atomic(os.path.join(folder, "fit_state.json"), {"run": run_key, "step": done})
+        write_json_atomic(os.path.join(folder, "fit_state.json"), {"run": key, "step": done})
 
     batches = EpochBatches(seed, x.shape[0], batch_size)
     t0 = time.perf_counter()
