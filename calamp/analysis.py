@@ -254,25 +254,29 @@ def format_summary(results: Mapping[str, Any]) -> str:
     nets = results.get("networks") or []
     chains = [net.get("chain") for net in nets if isinstance(net, dict) and net.get("chain")]
     if chains:
-        ess = [c.get("ess_theta_min") for c in chains]
+        # function-space statistics (log-density of fixed events) where the sampler kept them
+        stat = chains[0].get("ess_stat_min") is not None
+        key, what = (
+            ("stat", "log-densities of fixed events") if stat else ("theta", "θ projections")
+        )
+        ess = [c.get(f"ess_{key}_min") for c in chains]
         ess_txt = ", ".join("n/a" if e is None else f"{e:.3g}" for e in ess)
         lines.append(
             f"SG-MCMC: burn-in {chains[0]['burn_in']}, thin {chains[0]['thin']}"
             f"{' (measured)' if chains[0].get('thin_measured') else ''}, acceptance "
             + ", ".join(f"{c['acceptance_rate']:.2f}" for c in chains)
-            + f"; ESS of θ projections per network: {ess_txt} of "
+            + f"; ESS of {what} per network: {ess_txt} of "
             f"{results['data']['n_draws']} draws"
-            + _rhat_text(chains)
+            + _rhat_text(chains, key)
         )
     return "\n".join(lines)
 
 
-def _rhat_text(chains: list[dict[str, Any]]) -> str:
+def _rhat_text(chains: list[dict[str, Any]], key: str = "theta") -> str:
     """The between-chain split-R̂ per network, when several chains ran per network."""
     n = chains[0].get("chains", 1)
     if n <= 1:
         return ""
-    rhat = ", ".join(
-        "n/a" if c.get("rhat_theta_max") is None else f"{c['rhat_theta_max']:.3f}" for c in chains
-    )
+    name = f"rhat_{key}_max"
+    rhat = ", ".join("n/a" if c.get(name) is None else f"{c[name]:.3f}" for c in chains)
     return f" in {n} chains each; split-R-hat between them: {rhat}"

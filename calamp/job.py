@@ -154,7 +154,8 @@ def estimate_seconds(cfg: RunConfig, n_train: int, dim: int, workers: int = 1) -
     Per-step and per-event costs measured there (benchmarks/RESULTS.md, docs/main_job.json): a
     training step scales with batch size, event dimension and network size (VI about twice a
     deterministic step), a generated event with the event dimension and network size;
-    AdamMCMC steps cost about three training steps.
+    AdamMCMC steps cost about three training steps (coupling flow: its C chains batched,
+    about 0.85 of a training step per chain-step).
     """
     scale = max(1.0, dim / 10)
     layers, hidden = model_size(cfg, dim)
@@ -167,9 +168,14 @@ def estimate_seconds(cfg: RunConfig, n_train: int, dim: int, workers: int = 1) -
     if cfg.method == "oracle":
         step, gen = 0.0, 1e-6
     steps = cfg.train_steps * (cfg.draws if cfg.method == "ensemble" else 1)
-    if cfg.method in ("adammcmc", "sgld", "sghmc"):
+    sampling = 0.0
+    if cfg.method == "adammcmc" and cfg.model == "flow":  # C chains batched in one step
+        # measured 5.3 ms per chain-step at batch 256 on the ring flow
+        # (benchmarks/bench_batched_chains.py): ~0.85 of the estimated training step
+        sampling = cfg.effective_mcmc_steps * (cfg.chains * 0.85 * (step - 2e-3) + 2e-3)
+    elif cfg.method in ("adammcmc", "sgld", "sghmc"):
         steps += cfg.chains * cfg.effective_mcmc_steps * (3 if cfg.method == "adammcmc" else 1)
-    per_net = steps * step + cfg.draws * cfg.generated * (gen + 2e-6 * scale)
+    per_net = steps * step + sampling + cfg.draws * cfg.generated * (gen + 2e-6 * scale)
     rounds = -(-cfg.networks // max(1, workers))  # networks per worker, rounded up
     return rounds * per_net + 20.0 + (10.0 if workers > 1 else 0.0)
 

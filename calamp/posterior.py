@@ -263,6 +263,78 @@ def oracle_network(cfg: RunConfig, k: int, source: Source) -> NetworkDraws:
     )
 
 
+def batched_chains(cfg: RunConfig, model: Any) -> bool:
+    """Whether the network's chains run as one :class:`~calamp.bayes.batched.BatchedAdamMCMC`
+    (AdamMCMC on a model with a functional batched log-density: the coupling flow)."""
+    return cfg.method == "adammcmc" and callable(getattr(model, "batched_log_prob", None))
+
+
+def _batched_sampler(
+    cfg: RunConfig, model: Any, start: np.ndarray, seeds: list[int], n: int
+) -> Any:
+    """The C AdamMCMC chains of one network in one compiled step (energy of ``_run_sampler``)."""
+    from calamp._tf import tf
+    from calamp.bayes.batched import BatchedAdamMCMC
+
+    inv_prior_var = 1.0 / cfg.prior_scale**2
+
+    def energy(theta, xb, cb=None):
+        data = -tf.reduce_mean(model.batched_log_prob(theta, xb, cb), axis=1) * n
+        return data + 0.5 * inv_prior_var * tf.reduce_sum(tf.square(theta), axis=1)
+
+    return BatchedAdamMCMC(
+        np.tile(start, (len(seeds), 1)),
+        energy,
+        seeds=seeds,
+        lr=cfg.sampler_lr,
+        sigma=cfg.sigma,
+        adapt_steps=cfg.burn_in,
+        inverse_temperature=cfg.inverse_temperature,
+    )
+
+
+STAT_EVENTS = (4, 64)
+"""Function-space trace of batched chains: mean log-density of 4 groups of 64 fixed training
+events (costs ~1/6 of a batch-256 sampler step)."""
+
+
+def _log_density_stats(model: Any, sampler: Any, x: np.ndarray, c: np.ndarray | None) -> Any:
+    """``fn() -> (C, 4)``: the mean log-density under each chain's current θ of the groups of
+    :data:`STAT_EVENTS` first training events."""
+    from calamp._tf import tf
+
+    groups, size = STAT_EVENTS
+    groups = min(groups, len(x))
+    m = min(len(x), groups * size) // groups * groups
+    chains = sampler.n_chains
+    xs = tf.constant(np.broadcast_to(x[:m], (chains, *x[:m].shape)))
+    cs = None if c is None else tf.constant(np.broadcast_to(c[:m], (chains, *c[:m].shape)))
+
+    @tf.function
+    def stats() -> Any:
+        lp = model.batched_log_prob(sampler.theta, xs, cs)
+        return tf.reduce_mean(tf.reshape(lp, [chains, groups, -1]), axis=2)
+
+    return lambda: stats().numpy()
+
+
+def _stacked_batch_fn(
+    x: np.ndarray, c: np.ndarray | None, batch_size: int, seeds: list[int]
+) -> Callable[[int], tuple]:
+    """Minibatches of step t of C chains, ``(x (C, B, D)[, c (C, B, C')])``: chain i gets the
+    events of ``_batch_fn(..., seeds[i])`` (a pure function of (seed, t), exact resume)."""
+    from calamp._tf import tf
+    from calamp.models.training import EpochBatches
+
+    streams = [EpochBatches(s, len(x), batch_size) for s in seeds]
+
+    def fn(step: int) -> tuple:
+        idx = np.stack([b(step) for b in streams])
+        return (tf.constant(x[idx]),) if c is None else (tf.constant(x[idx]), tf.constant(c[idx]))
+
+    return fn
+
+
 def _run_sampler(
     cfg: RunConfig,
     k: int,
@@ -320,30 +392,52 @@ def _run_sampler(
         return SGHMC(variables, energy, lr=cfg.sampler_lr, friction=cfg.friction, **common)
 
     seed = derive_seed(cfg.seed, "sampler", k)
+    # chain 0 keeps the seed (and, unbatched, the folder) of a single chain
+    chain_seeds = [seed] + [derive_seed(cfg.seed, "sampler", k, i) for i in range(1, cfg.chains)]
     start = get_flat(variables)  # every chain starts from the pre-trained weights
+    schedule = dict(
+        draws=cfg.chain_draws,
+        burn_in=cfg.burn_in,
+        thin=cfg.thin,
+        max_thin=cfg.max_thin,
+        total_steps=cfg.mcmc_steps,
+        seed=seed,  # the same θ projections for every chain
+        progress=cfg.progress,
+    )
     t0 = time.perf_counter()
-    posts = []
-    for chain in range(cfg.chains):  # chain 0 keeps the seed and folder of a single chain
-        set_flat(variables, start)
-        chain_seed = seed if chain == 0 else derive_seed(cfg.seed, "sampler", k, chain)
-        posts.append(
-            draw_posterior(
-                make_sampler(chain_seed),
-                _batch_fn(x, c, batch, chain_seed),
-                draws=cfg.chain_draws,
-                burn_in=cfg.burn_in,
-                thin=cfg.thin,
-                max_thin=cfg.max_thin,
-                total_steps=cfg.mcmc_steps,
-                seed=seed,  # the same θ projections for every chain
-                progress=cfg.progress,
-                checkpoint_dir=None if ckpt is None else ckpt / f"chain{chain or ''}",
-            )
+    if batched_chains(cfg, model):
+        sampler = _batched_sampler(cfg, model, start, chain_seeds, n)
+        posts = draw_posterior(
+            sampler,
+            _stacked_batch_fn(x, c, batch, chain_seeds),
+            checkpoint_dir=None if ckpt is None else ckpt / "chains",
+            stat_fn=_log_density_stats(model, sampler, x, c),
+            **schedule,
         )
+        set_flat(variables, sampler.state()[0])
+    else:
+        posts = []
+        for chain, chain_seed in enumerate(chain_seeds):
+            set_flat(variables, start)
+            posts.append(
+                draw_posterior(
+                    make_sampler(chain_seed),
+                    _batch_fn(x, c, batch, chain_seed),
+                    checkpoint_dir=None if ckpt is None else ckpt / f"chain{chain or ''}",
+                    **schedule,
+                )
+            )
     samples = np.concatenate([p.samples for p in posts])
     info = {**posts[0].info, "wall_seconds": time.perf_counter() - t0}
+    info["batched"] = batched_chains(cfg, model)
     if cfg.chains > 1:
         theta = chain_summary(np.stack([p.trace for p in posts], axis=1), chains=cfg.chains)
+        stat = None
+        if posts[0].stat_trace is not None:
+            stat = chain_summary(
+                np.stack([p.stat_trace for p in posts], axis=1), chains=cfg.chains
+            )
+            info.update(ess_stat_min=stat["ess_min"], rhat_stat_max=stat["rhat_max"])
         info.update(
             chains=cfg.chains,
             steps=sum(p.info["steps"] for p in posts),
@@ -355,7 +449,7 @@ def _run_sampler(
             rhat_theta_max=theta["rhat_max"],
             ess_energy=None,  # per chain only: see the per-chain records
             per_chain=[p.info for p in posts],
-            warning=warning_for(theta, cfg.draws),
+            warning=warning_for(stat or theta, cfg.draws),
         )
     if info["n_nonfinite"]:
         print(

@@ -84,3 +84,18 @@ def test_readme_layout_table_names_every_module_and_nothing_else() -> None:
         else:  # a file named after a path in the same cell: same folder
             target = ROOT / folder / p
         assert target.exists(), f"README layout table names {p}, which does not exist"
+
+
+def test_ring_adammcmc_section_is_the_rendering_of_its_json() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "ring_mcmc_point", ROOT / "analysis" / "ring_mcmc_point.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    point = json.loads(mod.POINT_JSON.read_text())
+    text = mod.DOCUMENT.read_text()
+    assert text.count(mod.BEGIN) == 1 and text.count(mod.END) == 1
+    section = mod.BEGIN + text.split(mod.BEGIN, 1)[1].split(mod.END, 1)[0] + mod.END
+    assert section == mod.render(point), "rerun: python analysis/ring_mcmc_point.py render"

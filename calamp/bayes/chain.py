@@ -7,13 +7,16 @@ thin-th state after a burn-in and checkpoints the run (bit-identical resume).
 1. burn-in (``burn_in`` steps; AdamMCMC freezes its moments at its end, so the rest of the
    chain is an exact Metropolis–Hastings chain for fixed moments);
 2. ``draws · thin`` steps keeping every ``thin``-th state. ``thin = 0`` measures it: twice the
-   largest integrated autocorrelation time τ of four random projections of θ over the second
-   half of the burn-in (so kept states are ≈ independent), capped at ``max_thin``.
+   largest integrated autocorrelation time τ over the second half of the burn-in (so kept
+   states are ≈ independent), capped at ``max_thin``, of the caller's function-space
+   statistics (``stat_fn``, e.g. the log-density of fixed events) or else of four random
+   projections of θ.
 
-The kept states' ESS and split-R̂ (of the θ projections, and of the energy at the same
-cadence) are returned with a warning when ESS < s/2 or R̂ > 1.05. The energy U is evaluated on
-a different minibatch at every step, so its series mixes batch noise in: the θ projections are
-the diagnostic that matters.
+The kept states' ESS and split-R̂ (of the θ projections, of the statistics, and of the energy
+at the same cadence) are returned with a warning when ESS < s/2 or R̂ > 1.05, judged on the
+statistics when given (what the draws generate depends on the function, not on weight
+directions that leave it unchanged), else on the θ projections. The energy U is evaluated on a
+different minibatch at every step, so its series mixes batch noise in and is not used.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from calamp._tf import tf
+from calamp.bayes.batched import BatchedAdamMCMC
 from calamp.bayes.diagnostics import chain_summary, integrated_autocorrelation_time, warning_for
 from calamp.bayes.flat import get_flat
 from calamp.bayes.samplers import SGHMC, SGLD, AdamMCMC
@@ -43,15 +47,18 @@ class PosteriorDraws:
         info: JSON-ready facts: steps, burn_in, thin, thin_measured, tau_burn_in_steps,
             acceptance rates, n_nonfinite, ess_theta_min, rhat_theta_max, ess_energy, warning.
         trace: (draws, 4) θ projections of the kept states.
+        stat_trace: (draws, m) the caller's function-space statistics of the kept states
+            (``stat_fn``), or None.
     """
 
     samples: np.ndarray
     info: dict[str, Any]
     trace: np.ndarray
+    stat_trace: np.ndarray | None = None
 
 
 def draw_posterior(
-    sampler: AdamMCMC | SGLD | SGHMC,
+    sampler: AdamMCMC | SGLD | SGHMC | BatchedAdamMCMC,
     batch_fn: Callable[[int], tuple],
     *,
     draws: int,
@@ -62,38 +69,55 @@ def draw_posterior(
     seed: int = 0,
     progress: bool = False,
     checkpoint_dir: str | os.PathLike[str] | None = None,
-) -> PosteriorDraws:
+    stat_fn: Callable[[], np.ndarray] | None = None,
+) -> PosteriorDraws | list[PosteriorDraws]:
     """Run the schedule of the module docstring and return the kept states.
 
     Args:
-        sampler: the sampler (its variables hold the starting state, e.g. pre-trained weights).
+        sampler: the sampler (its state is the start, e.g. pre-trained weights); a
+            :class:`~calamp.bayes.batched.BatchedAdamMCMC` runs its B chains in lockstep with
+            one common thinning (the largest measured over the chains).
         batch_fn: ``batch_fn(step)`` -> batch tuple for ``sampler.step`` (pure in ``step``).
-        draws: s kept states.
+        draws: s kept states (per chain).
         burn_in: steps before the first kept state.
         thin: steps between kept states (0: measured; needs ``burn_in >= 8``).
         max_thin: cap of the measured thinning.
         total_steps: if > 0, the total steps including burn-in (the draws are the last s
             states kept every ``(total_steps - burn_in) // draws`` steps), overriding ``thin``.
-        seed: seed of the random projections of θ.
+        seed: seed of the random projections of θ (the same for every chain).
         progress: tqdm progress bars.
         checkpoint_dir: resume directory (stages in ``burn_in/`` and ``draws/``).
+        stat_fn: optional function-space statistics of the current state, (m,) or (B, m) (e.g.
+            the mean log-density of fixed events): they then set the measured thinning and the
+            warning in place of the θ projections, because what the draws generate depends on
+            the function, and a network's weights keep drifting along directions that leave it
+            unchanged. Their ESS and R̂ are reported as ``ess_stat_min``/``rhat_stat_max``.
+
+    Returns:
+        A :class:`PosteriorDraws`, or for a batched sampler a list of B of them (chain order).
     """
     if total_steps > 0:
         thin = max(1, (total_steps - burn_in) // draws)
     if thin == 0 and burn_in < 8:
         msg = f"a measured thinning needs `burn_in` >= 8, got {burn_in}"
         raise ValueError(msg)
-    variables = sampler.model_variables
+    lead = _chain_axis(sampler)
     p = sampler.num_params
     proj = np.random.default_rng(seed).standard_normal((4, p)) / np.sqrt(p)
 
+    n_chains = lead[0] if lead else 1
+
     def trace() -> np.ndarray:
-        return proj @ get_flat(variables).astype(np.float64)
+        theta = (_state(sampler).astype(np.float64) @ proj.T).reshape(n_chains, 4)
+        if stat_fn is None:
+            return theta
+        return np.concatenate([theta, np.reshape(stat_fn(), (n_chains, -1))], axis=1)
 
     def stage(name: str) -> str | None:
         return None if checkpoint_dir is None else os.path.join(os.fspath(checkpoint_dir), name)
 
-    tau = acc_burn = None
+    taus = np.full((n_chains,), np.nan)
+    acc_burn = np.full((n_chains,), np.nan)
     if burn_in > 0:
         burn = run_chain(
             sampler,
@@ -106,11 +130,15 @@ def draw_posterior(
             checkpoint_every=max(50, burn_in // 10),
             trace_fn=trace,
         )
-        acc_burn = burn.acceptance_rate
-        half = burn.trace[burn_in // 2 :]
-        taus = integrated_autocorrelation_time(half) if len(half) >= 4 else np.array([np.nan])
-        if np.isfinite(taus).any():  # all NaN: the chain did not move (diagnostics warn)
-            tau = float(np.nanmax(taus))
+        acc_burn = np.reshape(burn.acceptance_rate, n_chains)
+        half = burn.trace[burn_in // 2 :].reshape(burn_in - burn_in // 2, n_chains, -1)
+        if len(half) >= 4:
+            for b in range(n_chains):
+                # the function-space statistics when given, else the θ projections
+                tau_b = integrated_autocorrelation_time(half[:, b, 4 if stat_fn else 0 :])
+                # all NaN: the chain did not move (the diagnostics warn)
+                taus[b] = np.nanmax(tau_b) if np.isfinite(tau_b).any() else np.nan
+    tau = float(np.nanmax(taus)) if np.isfinite(taus).any() else None
     measured = thin == 0
     if measured:
         thin = int(np.clip(np.ceil(2.0 * (tau if tau is not None else 1.0)), 1, max_thin))
@@ -127,27 +155,45 @@ def draw_posterior(
         checkpoint_every=max(50, n_steps // 10),
         trace_fn=trace,
     )
-    kept = res.trace[skip + thin - 1 :: thin][-draws:]
-    if draws >= 4:
-        theta = chain_summary(kept)
-        energy = chain_summary(res.energies[skip::thin][:draws])
-    else:  # too few states for an autocorrelation estimate
-        theta = energy = {"stuck": False, "ess_min": None, "rhat_max": None}
-    info = {
-        "steps": burn_in + n_steps,
-        "burn_in": burn_in,
-        "thin": thin,
-        "thin_measured": measured,
-        "tau_burn_in_steps": tau,
-        "acceptance_rate": res.acceptance_rate,
-        "acceptance_rate_burn_in": acc_burn,
-        "n_nonfinite": res.n_nonfinite,
-        "ess_theta_min": theta["ess_min"],
-        "rhat_theta_max": theta["rhat_max"],
-        "ess_energy": energy["ess_min"],
-        "warning": warning_for(theta, draws),
-    }
-    return PosteriorDraws(res.samples[-draws:], info, kept)
+    kept = res.trace[skip + thin - 1 :: thin][-draws:].reshape(draws, n_chains, -1)
+    stats, kept = (kept[:, :, 4:], kept[:, :, :4]) if stat_fn else (None, kept)
+    energies = res.energies[skip::thin][:draws].reshape(-1, n_chains)
+    samples = res.samples[-draws:].reshape(draws, n_chains, p)
+    acc = np.reshape(res.acceptance_rate, n_chains)
+    nonfinite = np.reshape(res.n_nonfinite, n_chains)
+    out = []
+    for b in range(n_chains):
+        empty = {"stuck": False, "ess_min": None, "rhat_max": None}
+        if draws >= 4:
+            theta = chain_summary(kept[:, b])
+            energy = chain_summary(energies[:, b])
+            stat = chain_summary(stats[:, b]) if stat_fn else empty
+        else:  # too few states for an autocorrelation estimate
+            theta = energy = stat = empty
+        info = {
+            "steps": burn_in + n_steps,
+            "burn_in": burn_in,
+            "thin": thin,
+            "thin_measured": measured,
+            "tau_burn_in_steps": tau if not lead else _finite(taus[b]),
+            "acceptance_rate": float(acc[b]),
+            "acceptance_rate_burn_in": _finite(acc_burn[b]),
+            "n_nonfinite": int(nonfinite[b]),
+            "ess_theta_min": theta["ess_min"],
+            "rhat_theta_max": theta["rhat_max"],
+            "ess_energy": energy["ess_min"],
+            "ess_stat_min": stat["ess_min"],
+            "rhat_stat_max": stat["rhat_max"],
+            "warning": warning_for(stat if stat_fn else theta, draws),
+        }
+        out.append(
+            PosteriorDraws(samples[:, b], info, kept[:, b], None if stats is None else stats[:, b])
+        )
+    return out if lead else out[0]
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
 
 
 @dataclass(frozen=True)
@@ -158,8 +204,9 @@ class ChainResult:
         samples: (n_kept, P) float32 kept states, n_kept = (n_steps − burn_in) // thin.
         kept_steps: (n_kept,) int64 sampler step count at which each state was kept.
         energies: (n_steps,) float64 U at the state each step started from.
-        acceptance_rate: fraction of accepted steps in this run.
-        n_nonfinite: number of steps in this run that met NaN/inf (rejected or skipped).
+        acceptance_rate: fraction of accepted steps in this run ((B,) for B batched chains).
+        n_nonfinite: number of steps in this run that met NaN/inf (rejected or skipped; (B,)
+            for B batched chains).
         steps: number of steps of this run (n_steps).
         trace: (n_steps, m) ``trace_fn()`` after every step (summary statistics of θ for
             autocorrelation diagnostics), or None without ``trace_fn``.
@@ -168,8 +215,8 @@ class ChainResult:
     samples: np.ndarray
     kept_steps: np.ndarray
     energies: np.ndarray
-    acceptance_rate: float
-    n_nonfinite: int
+    acceptance_rate: float | np.ndarray
+    n_nonfinite: int | np.ndarray
     steps: int
     trace: np.ndarray | None = None
 
@@ -178,21 +225,43 @@ class _RunState(tf.Module):
     """Checkpointed bookkeeping of one :func:`run_chain` call."""
 
     def __init__(
-        self, n_steps: int, burn_in: int, thin: int, n_kept: int, p: int, m: int = 0
+        self,
+        n_steps: int,
+        burn_in: int,
+        thin: int,
+        n_kept: int,
+        p: int,
+        m: int = 0,
+        lead: tuple[int, ...] = (),
     ) -> None:
         super().__init__(name="run_state")
-        self.trace = tf.Variable(tf.zeros([n_steps, m], tf.float64), trainable=False)
-        self.config = tf.Variable([n_steps, burn_in, thin, p], dtype=tf.int64, trainable=False)
+        lead = list(lead)
+        self.trace = tf.Variable(tf.zeros([n_steps, *lead, m], tf.float64), trainable=False)
+        self.config = tf.Variable(
+            [n_steps, burn_in, thin, p, *lead], dtype=tf.int64, trainable=False
+        )
         self.done = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.samples = tf.Variable(tf.zeros([n_kept, p], tf.float32), trainable=False)
+        self.samples = tf.Variable(tf.zeros([n_kept, *lead, p], tf.float32), trainable=False)
         self.kept_steps = tf.Variable(tf.zeros([n_kept], tf.int64), trainable=False)
-        self.energies = tf.Variable(tf.zeros([n_steps], tf.float64), trainable=False)
-        self.accepted = tf.Variable(tf.zeros([n_steps], tf.int8), trainable=False)
-        self.nonfinite = tf.Variable(tf.zeros([n_steps], tf.int8), trainable=False)
+        self.energies = tf.Variable(tf.zeros([n_steps, *lead], tf.float64), trainable=False)
+        self.accepted = tf.Variable(tf.zeros([n_steps, *lead], tf.int8), trainable=False)
+        self.nonfinite = tf.Variable(tf.zeros([n_steps, *lead], tf.int8), trainable=False)
+
+
+def _chain_axis(sampler: Any) -> tuple[int, ...]:
+    """``(B,)`` for a batched sampler of B chains, ``()`` for a single chain."""
+    return (sampler.n_chains,) if isinstance(sampler, BatchedAdamMCMC) else ()
+
+
+def _state(sampler: Any) -> np.ndarray:
+    """Current θ: (P,) for a single chain, (B, P) for a batched sampler."""
+    if isinstance(sampler, BatchedAdamMCMC):
+        return sampler.state()
+    return get_flat(sampler.model_variables)
 
 
 def run_chain(
-    sampler: AdamMCMC | SGLD | SGHMC,
+    sampler: AdamMCMC | SGLD | SGHMC | BatchedAdamMCMC,
     batch_fn: Callable[[int], tuple] | None,
     *,
     n_steps: int,
@@ -221,6 +290,11 @@ def run_chain(
     current state (e.g. random projections of θ), recorded after every step and checkpointed
     with the run: the input of :mod:`calamp.bayes.diagnostics`.
 
+    A :class:`~calamp.bayes.batched.BatchedAdamMCMC` of B chains runs all of them in lockstep:
+    every per-step and per-state array of the result gets a chain axis after its first
+    (samples (n_kept, B, P), energies (n_steps, B), trace (n_steps, B, m)), the acceptance rate
+    and non-finite count are (B,) arrays, and ``trace_fn()`` returns (B, m).
+
     Returns:
         :class:`ChainResult`.
     """
@@ -240,16 +314,21 @@ def run_chain(
     if trace_fn is not None and batch_fn is None:
         msg = "`trace_fn` needs a `batch_fn` (per-step execution)"
         raise ValueError(msg)
+    lead = _chain_axis(sampler)
+    if lead and batch_fn is None:
+        msg = "a batched sampler needs a `batch_fn` (its energy takes the batch explicitly)"
+        raise ValueError(msg)
     n_kept = (n_steps - burn_in) // thin
     p = sampler.num_params
-    m = 0 if trace_fn is None else int(np.size(trace_fn()))
-    state = _RunState(n_steps, burn_in, thin, n_kept, p, m)
-    trace = np.zeros((n_steps, m), np.float64)
-    samples = np.zeros((n_kept, p), np.float32)
+    m = 0 if trace_fn is None else int(np.size(trace_fn())) // int(np.prod(lead, dtype=int))
+    state = _RunState(n_steps, burn_in, thin, n_kept, p, m, lead)
+    trace = np.zeros((n_steps, *lead, m), np.float64)
+    samples = np.zeros((n_kept, *lead, p), np.float32)
     kept_steps = np.zeros(n_kept, np.int64)
-    energies = np.zeros(n_steps, np.float64)
-    accepted = np.zeros(n_steps, np.int8)
-    nonfinite = np.zeros(n_steps, np.int8)
+    energies = np.zeros((n_steps, *lead), np.float64)
+    accepted = np.zeros((n_steps, *lead), np.int8)
+    nonfinite = np.zeros((n_steps, *lead), np.int8)
+    config = [n_steps, burn_in, thin, p, *lead]
 
     manager = None
     if checkpoint_dir is not None:
@@ -259,11 +338,12 @@ def run_chain(
             saved = tf.train.load_variable(
                 manager.latest_checkpoint, "run/config/.ATTRIBUTES/VARIABLE_VALUE"
             )
-            if list(saved) != [n_steps, burn_in, thin, p]:
+            if list(saved) != config:
+                names = "(n_steps, burn_in, thin, P" + (", B)" if lead else ")")
                 msg = (
                     f"`checkpoint_dir` {os.fspath(checkpoint_dir)!r} holds a run with "
-                    f"(n_steps, burn_in, thin, P) = {tuple(int(x) for x in saved)}, not "
-                    f"{(n_steps, burn_in, thin, p)}: use a fresh directory"
+                    f"{names} = {tuple(int(x) for x in saved)}, not "
+                    f"{tuple(config)}: use a fresh directory"
                 )
                 raise ValueError(msg)
             ckpt.restore(manager.latest_checkpoint).assert_consumed()
@@ -305,11 +385,11 @@ def run_chain(
                 accepted[done] = out["accepted"].numpy()
                 nonfinite[done] = out["nonfinite"].numpy()
                 if trace_fn is not None:
-                    trace[done] = np.asarray(trace_fn(), np.float64).ravel()
+                    trace[done] = np.asarray(trace_fn(), np.float64).reshape(*lead, m)
                 done += 1
             if done > burn_in and (done - burn_in) % thin == 0:
                 k = (done - burn_in) // thin - 1
-                samples[k] = get_flat(sampler.model_variables)
+                samples[k] = _state(sampler)
                 kept_steps[k] = sampler.steps
             bar.update(done - start)
             if manager is not None and (done % every == 0 or done == n_steps):
@@ -318,8 +398,8 @@ def run_chain(
         samples=samples,
         kept_steps=kept_steps,
         energies=energies,
-        acceptance_rate=float(accepted.mean()),
-        n_nonfinite=int(nonfinite.sum()),
+        acceptance_rate=accepted.mean(axis=0) if lead else float(accepted.mean()),
+        n_nonfinite=nonfinite.sum(axis=0) if lead else int(nonfinite.sum()),
         steps=n_steps,
         trace=None if trace_fn is None else trace,
     )

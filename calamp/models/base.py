@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -119,6 +119,36 @@ def fold_seed(seed: tf.Tensor, i: int) -> tf.Tensor:
 
 
 _fold = fold_seed
+
+
+def dense_layout(
+    variables: Sequence[tf.Variable], layers: Sequence[Any]
+) -> list[tuple[int, tuple[int, int], int, Any]]:
+    """Where each Keras ``Dense`` layer's weights sit in the flat vector of ``variables``.
+
+    Returns, per layer: (kernel offset, kernel shape (in, out), bias offset, activation), the
+    input of a functional (batched-weights) evaluation such as
+    :meth:`calamp.models.flows.CouplingFlow.batched_log_prob`.
+    """
+    offsets, pos = {}, 0
+    for v in variables:
+        offsets[id(v)] = pos
+        pos += int(v.shape.num_elements())
+    return [
+        (offsets[id(layer.kernel)], tuple(layer.kernel.shape), offsets[id(layer.bias)],
+         layer.activation)
+        for layer in layers
+    ]
+
+
+def dense_apply(
+    theta: Any, h: Any, layout: Sequence[tuple[int, tuple[int, int], int, Any]]
+) -> Any:
+    """The dense layers of ``layout`` on h (B, N, in) with B weight vectors theta (B, P)."""
+    for k_off, (n_in, n_out), b_off, act in layout:
+        kernel = tf.reshape(theta[:, k_off : k_off + n_in * n_out], [-1, n_in, n_out])
+        h = act(tf.linalg.matmul(h, kernel) + theta[:, None, b_off : b_off + n_out])
+    return h
 
 
 def block_spans(n: int) -> list[tuple[int, int]]:

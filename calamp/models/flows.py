@@ -23,7 +23,7 @@ import numpy as np
 
 from calamp._tf import tf, tf_keras, tfb
 from calamp.bayes.vi import VIConfig, dense
-from calamp.models.base import Generator, register_generator
+from calamp.models.base import Generator, dense_apply, dense_layout, register_generator
 
 __all__ = ["CouplingFlow", "MAFlow", "rqs_forward", "rqs_inverse"]
 
@@ -313,6 +313,38 @@ class CouplingFlow(Generator):
     def _sample(self, n: tf.Tensor, c: tf.Tensor | None, seed: tf.Tensor) -> tf.Tensor:
         z = tf.random.stateless_normal(tf.stack([n, self.dim]), seed=seed, alg="philox")
         return self.from_latent(z, c)
+
+    # -- functional form: B weight vectors at once (batched SG-MCMC chains) -----------------
+    def batched_log_prob(self, theta: Any, x: Any, c: Any = None) -> tf.Tensor:
+        """log p(x | c; θ_b) for B weight vectors at once, in one pass (graph-friendly).
+
+        Args:
+            theta: (B, P) flat weights in the order of ``trainable_variables`` (deterministic
+                flows only: the SG-MCMC state).
+            x: (B, N, dim) events, row b evaluated under θ_b.
+            c: (B, N, context_dim) context or None.
+
+        Returns:
+            (B, N) log-densities, row b equal to ``log_prob(x[b], c[b])`` with θ_b loaded.
+        """
+        if self.bayesian is not None:
+            msg = "batched_log_prob needs a deterministic flow (bayesian=None)"
+            raise ValueError(msg)
+        theta = tf.convert_to_tensor(theta, tf.float32)
+        x = tf.convert_to_tensor(x, tf.float32)
+        c = None if c is None else tf.convert_to_tensor(c, tf.float32)
+        variables = self.trainable_variables
+        layout = [dense_layout(variables, net.layers) for net in self.conditioners]
+        logdet = tf.zeros(tf.shape(x)[:2], x.dtype)
+        for i in range(self.n_couplings):
+            xa = tf.gather(x, self._idx_a[i], axis=2)
+            xb = tf.gather(x, self._idx_b[i], axis=2)
+            h = dense_apply(theta, xa if c is None else tf.concat([xa, c], axis=-1), layout[i])
+            p = tf.reshape(h, tf.concat([tf.shape(h)[:2], [self._n_b[i], -1]], 0))
+            yb, ld = self._transform_forward(xb, p)
+            x = tf.gather(tf.concat([xa, yb], axis=2), self._inv[i], axis=2)
+            logdet = logdet + ld
+        return _std_normal_log_prob(x) + logdet
 
 
 class _MADE(tf_keras.layers.Layer):

@@ -1,0 +1,264 @@
+"""B AdamMCMC chains advanced together in one compiled step (a leading chain axis on θ).
+
+:class:`BatchedAdamMCMC` holds the states of B chains as one (B, P) variable, e.g. the C chains
+of one network, or the K·C chains of a study's K networks. The caller supplies a *batched*
+energy ``energy_fn(theta, *batch) -> (B,)`` that evaluates U_b at row b of ``theta`` (B, P) on
+chain b's minibatch (a model's functional log-density, such as
+:meth:`calamp.models.flows.CouplingFlow.batched_log_prob`), so one forward and one backward pass
+serve all chains; the gradient of Σ_b U_b is the per-chain gradient because the rows do not
+interact.
+
+Every chain is the :class:`~calamp.bayes.samplers.AdamMCMC` chain of its own seed: the same
+Adam-centred proposal N(θ − u, s² I + σ_Δ² u uᵀ), the same exact Metropolis–Hastings ratio (per
+chain, on the chain's own minibatch), the same moment freezing at ``adapt_steps`` and the same
+stateless random numbers (keyed by (seed_b, step)). With the same energy and batches, chain b
+therefore equals ``AdamMCMC(..., seed=seeds[b])`` to float rounding (the batched matmuls sum in
+another order), which the tests check. ``step`` returns (B,) ``energy``, ``accepted``,
+``accept_prob`` and ``nonfinite``; the module is checkpointable like the single-chain samplers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from calamp._tf import tf
+from calamp.bayes.samplers import _SALT, _check_positive, rank_one_normal_log_prob
+from calamp.optim import adam_update
+
+__all__ = ["BatchedAdamMCMC"]
+
+BatchedEnergyFn = Callable[..., tf.Tensor]
+
+
+class BatchedAdamMCMC(tf.Module):
+    """B AdamMCMC chains with exact Metropolis–Hastings per chain, stepped in one graph.
+
+    Args:
+        theta0: (B, P) starting states (e.g. B copies of pre-trained weights).
+        energy_fn: ``energy_fn(theta, *batch) -> (B,)`` energies U_b at the rows of the (B, P)
+            tensor ``theta``.
+        seeds: B integer seeds; chain b draws the random numbers of ``AdamMCMC(seed=seeds[b])``.
+        lr, betas, eps, sigma, sigma_delta, inverse_temperature, metropolis, adapt_steps: as
+            :class:`~calamp.bayes.samplers.AdamMCMC` (shared by all chains).
+    """
+
+    def __init__(
+        self,
+        theta0: Any,
+        energy_fn: BatchedEnergyFn,
+        *,
+        seeds: Sequence[int],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        sigma: float = 0.1,
+        sigma_delta: float | None = None,
+        inverse_temperature: float = 1.0,
+        metropolis: bool = True,
+        adapt_steps: int | None = None,
+    ) -> None:
+        super().__init__(name="batched_adam_mcmc")
+        theta0 = np.asarray(theta0)
+        if theta0.ndim != 2 or theta0.shape[0] < 1 or theta0.shape[1] < 1:
+            msg = f"`theta0` must be a (B, P) array of starting states, got shape {theta0.shape}"
+            raise ValueError(msg)
+        if not np.issubdtype(theta0.dtype, np.floating):
+            msg = f"`theta0` must be floating point, got {theta0.dtype}"
+            raise ValueError(msg)
+        if not callable(energy_fn):
+            msg = "`energy_fn` must be callable: energy_fn(theta, *batch) -> (B,) tf.Tensor"
+            raise ValueError(msg)
+        b, p = theta0.shape
+        seeds = [int(s) for s in seeds]
+        if len(seeds) != b:
+            msg = f"`seeds` must hold one seed per chain ({b}), got {len(seeds)}"
+            raise ValueError(msg)
+        if adapt_steps is not None and int(adapt_steps) < 0:
+            msg = f"`adapt_steps` must be None or >= 0, got {adapt_steps}"
+            raise ValueError(msg)
+        b1, b2 = (float(x) for x in betas)
+        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+            msg = f"`betas` must lie in [0, 1), got {betas}"
+            raise ValueError(msg)
+        if sigma_delta is None:
+            sigma_delta = math.sqrt(p) / 50.0
+        sigma_delta = float(sigma_delta)
+        if not (math.isfinite(sigma_delta) and sigma_delta >= 0):
+            msg = f"`sigma_delta` must be finite and >= 0, got {sigma_delta}"
+            raise ValueError(msg)
+        self._b, self._p = int(b), int(p)
+        self._energy_fn = lambda theta, *batch: energy_fn(theta, *batch)  # not trackable
+        self._seeds = seeds
+        self._lr = _check_positive("lr", lr)
+        self._betas = (b1, b2)
+        self._eps = _check_positive("eps", eps)
+        self._sigma = _check_positive("sigma", sigma)
+        self._sigma_delta = sigma_delta
+        self._lam = _check_positive("inverse_temperature", inverse_temperature)
+        self._metropolis = bool(metropolis)
+        self._adapt_steps = None if adapt_steps is None else int(adapt_steps)
+        dtype = tf.as_dtype(theta0.dtype)
+        self._dtype = dtype
+        with self.name_scope:
+            self.theta = tf.Variable(theta0, dtype=dtype, trainable=False, name="theta")
+            self.adam_m = tf.Variable(tf.zeros([b, p], dtype), trainable=False, name="m")
+            self.adam_v = tf.Variable(tf.zeros([b, p], dtype), trainable=False, name="v")
+            self.adam_t = tf.Variable(tf.zeros([b], tf.int64), trainable=False, name="adam_t")
+            self.step_count = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.accepted_count = tf.Variable(
+                tf.zeros([b], tf.int64), trainable=False, name="accepted_count"
+            )
+            self.nonfinite_count = tf.Variable(
+                tf.zeros([b], tf.int64), trainable=False, name="nonfinite_count"
+            )
+        self._seed_tensor = tf.constant(seeds, tf.int64)
+
+    # -- read-only views ------------------------------------------------------------------
+    @property
+    def n_chains(self) -> int:
+        """Number of chains B."""
+        return self._b
+
+    @property
+    def num_params(self) -> int:
+        """Weights per chain P."""
+        return self._p
+
+    @property
+    def seeds(self) -> list[int]:
+        """The B chain seeds."""
+        return list(self._seeds)
+
+    @property
+    def scale(self) -> float:
+        """Isotropic per-weight proposal standard deviation s = σ/√P."""
+        return self._sigma / math.sqrt(self._p)
+
+    @property
+    def steps(self) -> int:
+        """Steps taken so far (every chain takes every step)."""
+        return int(self.step_count.numpy())
+
+    @property
+    def n_nonfinite(self) -> np.ndarray:
+        """(B,) steps per chain that met a NaN/inf energy, gradient or proposal."""
+        return self.nonfinite_count.numpy()
+
+    @property
+    def acceptance_rate(self) -> np.ndarray:
+        """(B,) fraction of accepted steps per chain so far."""
+        n = self.steps
+        return self.accepted_count.numpy() / n if n else np.full(self._b, np.nan)
+
+    def state(self) -> np.ndarray:
+        """Current (B, P) states."""
+        return self.theta.numpy()
+
+    def checkpoint_items(self) -> dict[str, tf.Module]:
+        """Objects for ``tf.train.Checkpoint(**items)`` (θ of every chain and the sampler)."""
+        return {"sampler": self}
+
+    # -- the step -------------------------------------------------------------------------
+    def _keys(self) -> tf.Tensor:
+        """(B, 3, 2) stateless keys, chain b's equal to ``AdamMCMC(seed=seeds[b])._keys()``."""
+
+        def one(seed: tf.Tensor) -> tf.Tensor:
+            base = tf.stack([seed, tf.constant(_SALT, tf.int64)])
+            key = tf.random.experimental.stateless_fold_in(base, self.step_count)
+            return tf.random.experimental.stateless_split(key, 3)
+
+        return tf.map_fn(one, self._seed_tensor, fn_output_signature=tf.int64)
+
+    def _energy_and_grad(self, theta: tf.Tensor, batch: tuple) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(theta)
+            energy = tf.convert_to_tensor(self._energy_fn(theta, *batch))
+            total = tf.reduce_sum(tf.where(tf.math.is_finite(energy), energy, 0.0))
+        if energy.shape.rank != 1:
+            msg = f"`energy_fn` must return a (B,) tensor, got shape {energy.shape}"
+            raise ValueError(msg)
+        grad = tape.gradient(total, theta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return energy, grad
+
+    def _adam(self, grad: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        b1, b2 = self._betas
+        return adam_update(
+            grad, self.adam_m, self.adam_v, (self.adam_t + 1)[:, None], lr=self._lr, beta1=b1,
+            beta2=b2, eps=self._eps,
+        )
+
+    @tf.function(reduce_retracing=True)
+    def step(self, *batch: tf.Tensor) -> dict[str, tf.Tensor]:
+        """One step of every chain on ``batch`` (passed to ``energy_fn``): (B,) outputs."""
+        keys = self._keys()
+        theta = tf.identity(self.theta)
+        energy, grad = self._energy_and_grad(theta, tuple(batch))
+        finite_rows = tf.reduce_all(tf.math.is_finite(grad), axis=1)
+        grad_ok = tf.math.is_finite(energy) & finite_rows
+        update, m_new, v_new = self._adam(grad)
+        s = self.scale
+        p = self._p
+        iso = tf.map_fn(
+            lambda k: tf.random.stateless_normal([p], seed=k[0], dtype=self._dtype),
+            keys, fn_output_signature=self._dtype,
+        )
+        along = tf.map_fn(
+            lambda k: tf.random.stateless_normal([], seed=k[1], dtype=self._dtype),
+            keys, fn_output_signature=self._dtype,
+        )
+        proposal = theta - update + s * iso + self._sigma_delta * along[:, None] * update
+        prop_ok = grad_ok & tf.reduce_all(tf.math.is_finite(proposal), axis=1)
+        proposal = tf.where(prop_ok[:, None], proposal, theta)  # never evaluate NaN weights
+
+        f64 = tf.float64
+        if self._metropolis:
+            prop_energy, prop_grad = self._energy_and_grad(proposal, tuple(batch))
+            rev_update, _, _ = self._adam(tf.where(tf.math.is_finite(prop_grad), prop_grad, 0.0))
+            log_q_fwd = rank_one_normal_log_prob(
+                tf.cast(proposal, f64), tf.cast(theta - update, f64), tf.cast(update, f64),
+                s, self._sigma_delta,
+            )
+            log_q_rev = rank_one_normal_log_prob(
+                tf.cast(theta, f64), tf.cast(proposal - rev_update, f64),
+                tf.cast(rev_update, f64), s, self._sigma_delta,
+            )
+            log_alpha = (
+                -self._lam * (tf.cast(prop_energy, f64) - tf.cast(energy, f64))
+                + log_q_rev - log_q_fwd
+            )
+            rev_ok = tf.reduce_all(tf.math.is_finite(prop_grad), axis=1)
+            ok = prop_ok & rev_ok & tf.math.is_finite(log_alpha)
+            u = tf.map_fn(
+                lambda k: tf.random.stateless_uniform([], seed=k[2], dtype=f64),
+                keys, fn_output_signature=f64,
+            )
+            accepted = ok & (tf.math.log(u) < log_alpha)
+            accept_prob = tf.where(ok, tf.exp(tf.minimum(log_alpha, 0.0)), tf.zeros_like(log_alpha))
+        else:
+            prop_energy = tf.convert_to_tensor(self._energy_fn(proposal, *batch))
+            ok = prop_ok & tf.math.is_finite(prop_energy)
+            accepted = ok
+            accept_prob = tf.cast(ok, f64)
+
+        self.theta.assign(tf.where(accepted[:, None], proposal, theta))
+        upd = grad_ok
+        if self._adapt_steps is not None:
+            upd = upd & (self.step_count < self._adapt_steps)
+        self.adam_m.assign(tf.where(upd[:, None], m_new, self.adam_m))
+        self.adam_v.assign(tf.where(upd[:, None], v_new, self.adam_v))
+        self.adam_t.assign_add(tf.cast(upd, tf.int64))
+        nonfinite = tf.logical_not(ok)
+        self.accepted_count.assign_add(tf.cast(accepted, tf.int64))
+        self.nonfinite_count.assign_add(tf.cast(nonfinite, tf.int64))
+        self.step_count.assign_add(1)
+        return {
+            "energy": energy,
+            "proposal_energy": prop_energy,
+            "accepted": accepted,
+            "accept_prob": accept_prob,
+            "nonfinite": nonfinite,
+        }
