@@ -286,7 +286,7 @@ def _batched_sampler(
         np.tile(start, (len(seeds), 1)),
         energy,
         seeds=seeds,
-        lr=cfg.sampler_lr,
+        lr=cfg.sampler_step,
         sigma=cfg.sigma,
         adapt_steps=cfg.burn_in,
         inverse_temperature=cfg.inverse_temperature,
@@ -382,14 +382,14 @@ def _run_sampler(
             return AdamMCMC(
                 variables,
                 energy,
-                lr=cfg.sampler_lr,
+                lr=cfg.sampler_step,
                 sigma=cfg.sigma,
                 adapt_steps=cfg.burn_in,
                 **common,
             )
         if cfg.method == "sgld":
-            return SGLD(variables, energy, lr=cfg.sampler_lr, **common)
-        return SGHMC(variables, energy, lr=cfg.sampler_lr, friction=cfg.friction, **common)
+            return SGLD(variables, energy, lr=cfg.sampler_step, **common)
+        return SGHMC(variables, energy, lr=cfg.sampler_step, friction=cfg.friction, **common)
 
     seed = derive_seed(cfg.seed, "sampler", k)
     # chain 0 keeps the seed (and, unbatched, the folder) of a single chain
@@ -430,6 +430,7 @@ def _run_sampler(
     samples = np.concatenate([p.samples for p in posts])
     info = {**posts[0].info, "wall_seconds": time.perf_counter() - t0}
     info["batched"] = batched_chains(cfg, model)
+    info["sampler_lr"] = cfg.sampler_step
     if cfg.chains > 1:
         theta = chain_summary(np.stack([p.trace for p in posts], axis=1), chains=cfg.chains)
         stat = None

@@ -28,7 +28,8 @@ _HELP = {
     "kl_convention": "VI: 'sum' (true KL) or 'mean' (reference code's per-tensor mean)",
     "prior_scale": "VI and SG-MCMC: Gaussian prior N(0, s²) width of every weight (default 1)",
     "sigma": "AdamMCMC: proposal noise σ (default 0.1)",
-    "sampler_lr": "AdamMCMC/SGLD/SGHMC step size (default 1e-4)",
+    "sampler_lr": "AdamMCMC/SGLD/SGHMC step size (default 0: AdamMCMC 1e-4, SGLD/SGHMC "
+    "1e-3)",
     "friction": "SGHMC friction (default 0.1)",
     "inverse_temperature": "SG-MCMC: target exp(-λU) (default 1)",
     "networks": "K independent networks (default 5)",
