@@ -14,6 +14,11 @@ Gaussian prior). Rows:
 Per-step cost from the difference of a long and a short timed run (compilation and warm-up
 excluded), 1 intra-op thread (as a pipeline worker runs). Reports ms per step and ms per
 chain-step, and the speed-up per chain-step over ``single``.
+
+``--schedule``: the whole sampler schedule of the pipeline instead
+(``calamp.posterior._run_sampler``: burn-in 100 + 1,000 steps per chain, minibatch, trace and
+bookkeeping, tracing included) for 1 chain, 5 chains one after another (the single-chain path)
+and 5 chains batched; wall seconds and acceptance rates.
 """
 
 from __future__ import annotations
@@ -58,7 +63,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     parser.add_argument("--chains", default="1,2,5,10", help="comma-separated B values")
     parser.add_argument("--model", choices=("flow", "cnf"), default="flow")
+    parser.add_argument("--schedule", action="store_true", help="time the pipeline schedule")
     args = parser.parse_args()
+    if args.schedule:
+        schedule()
+        return
     n_short, n_long = (5, 20) if args.quick else (50, 250)
     x = ring(N, seed=0).astype(np.float32)
     x = (x - x.mean(0)) / x.std(0)
@@ -96,6 +105,32 @@ def main() -> None:
         )
         t = _timed(lambda s=sampler, xs=xb: s.step(xs), n_short, n_long)
         print(f"| batched {b} | {1e3 * t:.2f} | {1e3 * t / b:.2f} | {t_single / (t / b):.2f} |")
+
+
+def schedule() -> None:
+    """Wall time of the pipeline's sampler schedule: 1 chain, 5 one by one, 5 batched."""
+    from calamp import posterior
+    from calamp.config import make_config
+
+    x = ring(N, seed=0).astype(np.float32)
+    x = (x - x.mean(0)) / x.std(0)
+    batched = posterior.batched_chains
+    print("| chains | path | wall s (1,100 steps per chain) | acceptance |")
+    print("|---|---|---|---|")
+    for chains, path in ((1, "single"), (5, "single"), (5, "batched")):
+        cfg = make_config(dict(toy="ring", method="adammcmc", model="flow", burn_in=100,
+                               mcmc_steps=1_100, draws=10 * chains, chains=chains,
+                               progress=False))
+        model = CouplingFlow(2, n_couplings=4, hidden=(64, 64), seed=0)
+        # the single-chain path, as models without a batched log-density take it
+        posterior.batched_chains = batched if path == "batched" else (lambda cfg, model: False)
+        try:
+            t0 = time.perf_counter()
+            _, info = posterior._run_sampler(cfg, 0, model, x, None, BATCH, None)
+            wall = time.perf_counter() - t0
+        finally:
+            posterior.batched_chains = batched
+        print(f"| {chains} | {path} | {wall:.1f} | {info['acceptance_rate']:.4f} |")
 
 
 if __name__ == "__main__":

@@ -405,7 +405,8 @@ def _run_sampler(
         progress=cfg.progress,
     )
     t0 = time.perf_counter()
-    if batched_chains(cfg, model):
+    batched = batched_chains(cfg, model)
+    if batched:
         sampler = _batched_sampler(cfg, model, start, chain_seeds, n)
         posts = draw_posterior(
             sampler,
@@ -429,7 +430,7 @@ def _run_sampler(
             )
     samples = np.concatenate([p.samples for p in posts])
     info = {**posts[0].info, "wall_seconds": time.perf_counter() - t0}
-    info["batched"] = batched_chains(cfg, model)
+    info["batched"] = batched
     info["sampler_lr"] = cfg.sampler_step
     if cfg.chains > 1:
         theta = chain_summary(np.stack([p.trace for p in posts], axis=1), chains=cfg.chains)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from calamp._tf import tf
-from calamp.bayes.samplers import _SALT, _check_positive, rank_one_normal_log_prob
+from calamp.bayes.samplers import _SALT, _check_positive, adam_mcmc_settings, mh_log_alpha
 from calamp.optim import adam_update
 
 __all__ = ["BatchedAdamMCMC"]
@@ -77,30 +77,18 @@ class BatchedAdamMCMC(tf.Module):
         if len(seeds) != b:
             msg = f"`seeds` must hold one seed per chain ({b}), got {len(seeds)}"
             raise ValueError(msg)
-        if adapt_steps is not None and int(adapt_steps) < 0:
-            msg = f"`adapt_steps` must be None or >= 0, got {adapt_steps}"
-            raise ValueError(msg)
-        b1, b2 = (float(x) for x in betas)
-        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
-            msg = f"`betas` must lie in [0, 1), got {betas}"
-            raise ValueError(msg)
-        if sigma_delta is None:
-            sigma_delta = math.sqrt(p) / 50.0
-        sigma_delta = float(sigma_delta)
-        if not (math.isfinite(sigma_delta) and sigma_delta >= 0):
-            msg = f"`sigma_delta` must be finite and >= 0, got {sigma_delta}"
-            raise ValueError(msg)
+        cfg = adam_mcmc_settings(
+            p, lr=lr, betas=betas, eps=eps, sigma=sigma, sigma_delta=sigma_delta,
+            adapt_steps=adapt_steps,
+        )
         self._b, self._p = int(b), int(p)
         self._energy_fn = lambda theta, *batch: energy_fn(theta, *batch)  # not trackable
         self._seeds = seeds
-        self._lr = _check_positive("lr", lr)
-        self._betas = (b1, b2)
-        self._eps = _check_positive("eps", eps)
-        self._sigma = _check_positive("sigma", sigma)
-        self._sigma_delta = sigma_delta
+        self._lr, self._betas, self._eps = cfg["lr"], cfg["betas"], cfg["eps"]
+        self._sigma, self._sigma_delta = cfg["sigma"], cfg["sigma_delta"]
         self._lam = _check_positive("inverse_temperature", inverse_temperature)
         self._metropolis = bool(metropolis)
-        self._adapt_steps = None if adapt_steps is None else int(adapt_steps)
+        self._adapt_steps = cfg["adapt_steps"]
         dtype = tf.as_dtype(theta0.dtype)
         self._dtype = dtype
         with self.name_scope:
@@ -218,17 +206,9 @@ class BatchedAdamMCMC(tf.Module):
         if self._metropolis:
             prop_energy, prop_grad = self._energy_and_grad(proposal, tuple(batch))
             rev_update, _, _ = self._adam(tf.where(tf.math.is_finite(prop_grad), prop_grad, 0.0))
-            log_q_fwd = rank_one_normal_log_prob(
-                tf.cast(proposal, f64), tf.cast(theta - update, f64), tf.cast(update, f64),
-                s, self._sigma_delta,
-            )
-            log_q_rev = rank_one_normal_log_prob(
-                tf.cast(theta, f64), tf.cast(proposal - rev_update, f64),
-                tf.cast(rev_update, f64), s, self._sigma_delta,
-            )
-            log_alpha = (
-                -self._lam * (tf.cast(prop_energy, f64) - tf.cast(energy, f64))
-                + log_q_rev - log_q_fwd
+            log_alpha = mh_log_alpha(
+                theta, proposal, update, rev_update, energy, prop_energy, scale=s,
+                sigma_delta=self._sigma_delta, inverse_temperature=self._lam,
             )
             rev_ok = tf.reduce_all(tf.math.is_finite(prop_grad), axis=1)
             ok = prop_ok & rev_ok & tf.math.is_finite(log_alpha)

@@ -40,6 +40,8 @@ __all__ = [
     "AdamMCMC",
     "SGLD",
     "SGHMC",
+    "adam_mcmc_settings",
+    "mh_log_alpha",
     "rank_one_normal_log_prob",
 ]
 
@@ -94,6 +96,69 @@ def _check_positive(name: str, value: float) -> float:
         msg = f"`{name}` must be a finite positive number, got {value}"
         raise ValueError(msg)
     return value
+
+
+def adam_mcmc_settings(
+    p: int,
+    *,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    sigma: float,
+    sigma_delta: float | None,
+    adapt_steps: int | None,
+) -> dict:
+    """Validated AdamMCMC settings for P weights (σ_Δ defaults to √P/50); shared by
+    :class:`AdamMCMC` and :class:`~calamp.bayes.batched.BatchedAdamMCMC`."""
+    if adapt_steps is not None and int(adapt_steps) < 0:
+        msg = f"`adapt_steps` must be None or >= 0, got {adapt_steps}"
+        raise ValueError(msg)
+    b1, b2 = (float(b) for b in betas)
+    if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+        msg = f"`betas` must lie in [0, 1), got {betas}"
+        raise ValueError(msg)
+    sigma_delta = math.sqrt(p) / 50.0 if sigma_delta is None else float(sigma_delta)
+    if not (math.isfinite(sigma_delta) and sigma_delta >= 0):
+        msg = f"`sigma_delta` must be finite and >= 0, got {sigma_delta}"
+        raise ValueError(msg)
+    return {
+        "lr": _check_positive("lr", lr),
+        "betas": (b1, b2),
+        "eps": _check_positive("eps", eps),
+        "sigma": _check_positive("sigma", sigma),
+        "sigma_delta": sigma_delta,
+        "adapt_steps": None if adapt_steps is None else int(adapt_steps),
+    }
+
+
+def mh_log_alpha(
+    theta: tf.Tensor,
+    proposal: tf.Tensor,
+    update: tf.Tensor,
+    rev_update: tf.Tensor,
+    energy: tf.Tensor,
+    prop_energy: tf.Tensor,
+    *,
+    scale: float,
+    sigma_delta: float,
+    inverse_temperature: float,
+) -> tf.Tensor:
+    """log of AdamMCMC's Metropolis–Hastings ratio (float64), (...,) for (..., P) states:
+    −λ[U(θ̃) − U(θ)] + log q(θ|θ̃) − log q(θ̃|θ) with the rank-one proposal densities."""
+    f64 = tf.float64
+    log_q_fwd = rank_one_normal_log_prob(
+        tf.cast(proposal, f64), tf.cast(theta - update, f64), tf.cast(update, f64), scale,
+        sigma_delta,
+    )
+    log_q_rev = rank_one_normal_log_prob(
+        tf.cast(theta, f64), tf.cast(proposal - rev_update, f64), tf.cast(rev_update, f64),
+        scale, sigma_delta,
+    )
+    return (
+        -inverse_temperature * (tf.cast(prop_energy, f64) - tf.cast(energy, f64))
+        + log_q_rev
+        - log_q_fwd
+    )
 
 
 class _Sampler(tf.Module):
@@ -284,25 +349,13 @@ class AdamMCMC(_Sampler):
             seed=seed,
             name="adam_mcmc",
         )
-        if adapt_steps is not None and int(adapt_steps) < 0:
-            msg = f"`adapt_steps` must be None or >= 0, got {adapt_steps}"
-            raise ValueError(msg)
-        self._adapt_steps = None if adapt_steps is None else int(adapt_steps)
-        self._lr = _check_positive("lr", lr)
-        b1, b2 = (float(b) for b in betas)
-        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
-            msg = f"`betas` must lie in [0, 1), got {betas}"
-            raise ValueError(msg)
-        self._betas = (b1, b2)
-        self._eps = _check_positive("eps", eps)
-        self._sigma = _check_positive("sigma", sigma)
-        if sigma_delta is None:
-            sigma_delta = math.sqrt(self._p) / 50.0
-        sigma_delta = float(sigma_delta)
-        if not (math.isfinite(sigma_delta) and sigma_delta >= 0):
-            msg = f"`sigma_delta` must be finite and >= 0, got {sigma_delta}"
-            raise ValueError(msg)
-        self._sigma_delta = sigma_delta
+        cfg = adam_mcmc_settings(
+            self._p, lr=lr, betas=betas, eps=eps, sigma=sigma, sigma_delta=sigma_delta,
+            adapt_steps=adapt_steps,
+        )
+        self._lr, self._betas, self._eps = cfg["lr"], cfg["betas"], cfg["eps"]
+        self._sigma, self._sigma_delta = cfg["sigma"], cfg["sigma_delta"]
+        self._adapt_steps = cfg["adapt_steps"]
         self._metropolis = bool(metropolis)
         with self.name_scope:
             self.adam_m = tf.Variable(tf.zeros([self._p], self._dtype), trainable=False, name="m")
@@ -345,24 +398,9 @@ class AdamMCMC(_Sampler):
         if self._metropolis:
             prop_energy, prop_grad = self._energy_and_grad(batch)
             rev_update, _, _ = self._adam(prop_grad)
-            log_q_fwd = rank_one_normal_log_prob(
-                tf.cast(proposal, f64),
-                tf.cast(theta - update, f64),
-                tf.cast(update, f64),
-                s,
-                self._sigma_delta,
-            )
-            log_q_rev = rank_one_normal_log_prob(
-                tf.cast(theta, f64),
-                tf.cast(proposal - rev_update, f64),
-                tf.cast(rev_update, f64),
-                s,
-                self._sigma_delta,
-            )
-            log_alpha = (
-                -self._lam * (tf.cast(prop_energy, f64) - tf.cast(energy, f64))
-                + log_q_rev
-                - log_q_fwd
+            log_alpha = mh_log_alpha(
+                theta, proposal, update, rev_update, energy, prop_energy, scale=s,
+                sigma_delta=self._sigma_delta, inverse_temperature=self._lam,
             )
             ok = prop_ok & tf.math.is_finite(log_alpha)
             log_u = tf.math.log(
