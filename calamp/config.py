@@ -108,10 +108,11 @@ class RunConfig:
         sigma, sampler_lr: AdamMCMC proposal noise σ and Adam step (SGLD/SGHMC: step size);
             ``sampler_lr = 0`` (default) is the method's default (:attr:`sampler_step`):
             1e-4 for AdamMCMC, 1e-3 for SGLD/SGHMC. The AdamMCMC step 1e-4 was chosen by
-            measurement on the ring flow (5 chains from pre-trained weights, 3,000 steps):
-            acceptance 0.29–0.40 and a drift of the mean log-density on fixed events of
-            −0.11 nats (the chain leaving the pre-trained mode), against 0.04–0.08 and −0.04
-            at 1e-3, whose 92–96 % rejections stall it.
+            measurement on the ring flow (``analysis/sampler_step_scan.py``, 5 chains from
+            pre-trained weights, 3,000 steps, analysis/results/sampler_step_scan.json):
+            acceptance 0.29–0.40 and a drift of the mean log-density on fixed events of −0.10
+            to −0.11 nats (the chain leaving the pre-trained mode), against 0.04–0.08 and
+            −0.02 to −0.06 at 1e-3, whose 92–96 % rejections stall it.
         n_quantiles: numbers of quantile bins per axis (1D observables; the ring's (r, φ) grid
             uses n×n cells).
         truth_events: size of the truth sample that defines the binning and the truth fractions.
