@@ -78,7 +78,13 @@ class RunConfig:
             which must give amplification 1 and calibrated coverage).
         networks: K independent networks, each on its own training set.
         draws: s posterior draws per network.
-        generated: g generated events per draw.
+        generated: g generated events per draw (not used with ``bin_probabilities =
+            "quadrature"``).
+        bin_probabilities: ``sampled`` (default: count ``generated`` events per draw; the
+            statistics subtract their multinomial noise) or ``quadrature`` (ring toy with a
+            model that has a density, ``flow``/``maf``/``cnf``: each draw's exact bin
+            probabilities by quadrature of its density, :mod:`calamp.quadrature`; no
+            generation noise at all).
         train_steps, batch_size, learning_rate: (pre-)training schedule (Adam).
         lr_schedule: ``cosine`` (learning rate decays to 0 over ``train_steps``; removes most of
             the minibatch jitter of the final weights) or ``constant``.
@@ -143,6 +149,7 @@ class RunConfig:
     networks: int = 5
     draws: int = 50
     generated: int = 10_000
+    bin_probabilities: str = "sampled"
     train_steps: int = 1_500
     batch_size: int = 256
     learning_rate: float = 1e-3
@@ -375,6 +382,18 @@ def validate(cfg: RunConfig) -> None:
         "must be 'auto', 'simulator' or 'holdout'",
     )
     _check(cfg.ode_solver in ("dopri", "rk4"), "ode_solver", "must be 'dopri' or 'rk4'")
+    _check(
+        cfg.bin_probabilities in ("sampled", "quadrature"),
+        "bin_probabilities",
+        f"must be 'sampled' or 'quadrature', got {cfg.bin_probabilities!r}",
+    )
+    if cfg.bin_probabilities == "quadrature":
+        _check(
+            cfg.toy == "ring" and cfg.model in ("flow", "maf", "cnf") and cfg.method != "oracle",
+            "bin_probabilities",
+            "quadrature needs the ring toy and a model with a density (flow, maf, cnf; not "
+            f"--method oracle), got toy {cfg.toy!r}, model {cfg.model!r}, method {cfg.method!r}",
+        )
     _check(cfg.ode_steps >= 1, "ode_steps", "must be >= 1")
     _check(cfg.toy in (None, "ring"), "toy", f"{cfg.toy!r} is not a known toy (use 'ring')")
     for name in (

@@ -58,14 +58,18 @@ def analyse(
         truth: (B,) truth bin probabilities.
         train_fractions: (K, B) bin fractions of the training sets.
         n_train: training-set size n.
-        n_filled: (K, s) events per draw (default: ``cfg.generated`` each).
+        n_filled: (K, s) events per draw (default: ``cfg.generated`` each; ignored, no
+            generation noise, when ``cfg.bin_probabilities == "quadrature"``).
         n_truth: size of the truth sample behind ``truth`` (None: exact).
     """
     from calamp.analysis import analyse_binning
 
     name, nq = split_key(key)
     k, s, _ = np.shape(fractions)
-    g = np.full((k, s), float(cfg.generated)) if n_filled is None else np.asarray(n_filled)
+    if cfg.bin_probabilities == "quadrature":  # exact bin probabilities: g -> infinity
+        g = None
+    else:
+        g = np.full((k, s), float(cfg.generated)) if n_filled is None else np.asarray(n_filled)
     res = analyse_binning(
         name=name,
         n_quantiles=nq,
@@ -243,8 +247,13 @@ def run_job(
     )
     folder.open()
     try:
+        per_draw = (
+            "exact bin probabilities (quadrature)"
+            if cfg.bin_probabilities == "quadrature"
+            else f"{cfg.generated} events"
+        )
         print(
-            f"calamp: {cfg.networks} networks x {cfg.draws} draws x {cfg.generated} events, "
+            f"calamp: {cfg.networks} networks x {cfg.draws} draws x {per_draw}, "
             f"model {cfg.model}, method {cfg.method}; estimated time ~{est / 60:.0f} min "
             f"({est:.0f} s) on a 2-core CPU, "
             + (f"{n_workers} worker processes" if n_workers > 1 else "in this process"),
@@ -290,6 +299,7 @@ def run_job(
         )
 
         t0 = time.perf_counter()
+        quadrature = cfg.bin_probabilities == "quadrature"
         results: dict[str, Any] = {
             "calamp_version": __version__,
             "versions": _versions(),
@@ -307,7 +317,8 @@ def run_job(
                 "n_train": source.n_train,
                 "n_networks": cfg.networks,
                 "n_draws": cfg.draws,
-                "n_generated_per_draw": cfg.generated,
+                "n_generated_per_draw": None if quadrature else cfg.generated,
+                "bin_probabilities": cfg.bin_probabilities,
                 "n_truth": _truth_size(source),
             },
             "networks": [pn["info"] for pn in per_net],
@@ -315,9 +326,14 @@ def run_job(
         }
         arrays: dict[str, np.ndarray] = {}
         for key, b in binnings.items():
-            counts = np.stack([pn["counts"][key] for pn in per_net]).astype(np.float64)
-            n_filled = np.stack([pn["n_filled"] for pn in per_net]).astype(np.float64)
-            fractions = counts / n_filled[:, :, None]
+            if quadrature:
+                n_filled = None
+                fractions = np.stack([pn["probabilities"][key] for pn in per_net])
+            else:
+                counts = np.stack([pn["counts"][key] for pn in per_net]).astype(np.float64)
+                n_filled = np.stack([pn["n_filled"] for pn in per_net]).astype(np.float64)
+                fractions = counts / n_filled[:, :, None]
+                arrays["n_filled"] = n_filled
             res = analyse(
                 cfg,
                 key,
@@ -330,7 +346,6 @@ def run_job(
                 n_truth=_truth_size(source),
             )
             results["binnings"][key] = res
-            arrays["n_filled"] = n_filled
             arrays[f"fractions/{key}"] = fractions
             arrays[f"truth/{key}"] = truth[key]
             arrays[f"train/{key}"] = train_fr[key]

@@ -20,7 +20,7 @@ import numpy as np
 
 from calamp.atomic import atomic_path
 from calamp.config import RunConfig
-from calamp.generation import fill_network
+from calamp.generation import fill_network, integrate_network
 from calamp.histograms import Binning
 from calamp.io import CalampError
 from calamp.posterior import NetworkDraws, train_network
@@ -46,7 +46,9 @@ def run_network(
 
     Returns:
         ``{"counts": {key: (s, B)}, "n_filled": (s,), "mean_image": (s, ny, nx) | None,
-        "info": training and generation facts}``.
+        "info": training and generation facts}``; with ``cfg.bin_probabilities ==
+        "quadrature"`` ``{"probabilities": {key: (s, B)}, "mean_image": None, "info": ...}``
+        (the draws' exact bin probabilities, :func:`~calamp.generation.integrate_network`).
     """
     from calamp.bayes.store import DrawStore
     from calamp.outputs import write_json
@@ -58,11 +60,18 @@ def run_network(
     info_path = out / "partial" / f"net{k}.json"
     if resume and part.exists() and info_path.exists() and k in store.networks():
         with np.load(part) as data:
+            info = json.loads(info_path.read_text())
+            if "n_filled" not in data.files:  # quadrature
+                return {
+                    "probabilities": {key: data[f"probabilities/{key}"] for key in binnings},
+                    "mean_image": None,
+                    "info": info,
+                }
             return {
                 "counts": {key: data[f"counts/{key}"] for key in binnings},
                 "n_filled": data["n_filled"],
                 "mean_image": data["mean_image"] if "mean_image" in data.files else None,
-                "info": json.loads(info_path.read_text()),
+                "info": info,
             }
     nd = train_network(cfg, k, source, workdir=out / "checkpoints")
     if k not in store.networks():
@@ -77,11 +86,24 @@ def run_network(
             "incident": None if nd.incident is None else nd.incident.tolist(),
         }
         store.save(k, nd.weights, meta)
-    filled = fill_network(cfg, nd, source.kind, binnings)
-    info = {**nd.info, "generate_seconds": filled["wall_seconds"]}
     part.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {f"counts/{key}": v for key, v in filled["counts"].items()}
-    arrays["n_filled"] = filled["n_filled"]
+    if cfg.bin_probabilities == "quadrature":
+        filled = integrate_network(cfg, nd, binnings, source.n_train)
+        info = {**nd.info, "generate_seconds": filled["wall_seconds"],
+                "quadrature": filled["quadrature"]}
+        arrays = {f"probabilities/{key}": v for key, v in filled["probabilities"].items()}
+        result = {"probabilities": filled["probabilities"], "mean_image": None, "info": info}
+    else:
+        filled = fill_network(cfg, nd, source.kind, binnings)
+        info = {**nd.info, "generate_seconds": filled["wall_seconds"]}
+        arrays = {f"counts/{key}": v for key, v in filled["counts"].items()}
+        arrays["n_filled"] = filled["n_filled"]
+        result = {
+            "counts": filled["counts"],
+            "n_filled": filled["n_filled"],
+            "mean_image": filled["mean_image"],
+            "info": info,
+        }
     if filled["mean_image"] is not None:
         arrays["mean_image"] = filled["mean_image"]
     with atomic_path(part) as tmp, open(tmp, "wb") as fh:
@@ -91,12 +113,7 @@ def run_network(
         f"calamp: network {k + 1}/{cfg.networks} done in {time.perf_counter() - t0:.0f} s",
         file=sys.stderr,
     )
-    return {
-        "counts": filled["counts"],
-        "n_filled": filled["n_filled"],
-        "mean_image": filled["mean_image"],
-        "info": info,
-    }
+    return result
 
 
 def network_task(

@@ -35,6 +35,8 @@ _HELP = {
     "networks": "K independent networks (default 5)",
     "draws": "s posterior draws per network (default 50)",
     "generated": "g generated events per draw (default 10000)",
+    "bin_probabilities": "sampled (count generated events, default) or quadrature (ring: exact "
+    "bin probabilities of each draw's density, no generation noise)",
     "train_steps": "(pre-)training steps per network",
     "batch_size": "training batch size",
     "learning_rate": "Adam learning rate",

@@ -302,6 +302,12 @@ class RingFeatures:
     def forward(self, x: np.ndarray) -> np.ndarray:
         return (np.asarray(x) / self.scale).astype(np.float32)
 
+    @property
+    def log_abs_det_jacobian(self) -> float:
+        """log |det d(features)/d(x)| of :meth:`forward` (2D: -2 log scale): add it to a
+        feature-space log density to get the density per unit area of the plane."""
+        return -2.0 * float(np.log(self.scale))
+
     def inverse(self, f: np.ndarray, context: Any = None) -> np.ndarray:
         del context
         return np.asarray(f, np.float64) * self.scale
