@@ -9,7 +9,7 @@ tasks of :mod:`calamp.distributed` use the same functions.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ __all__ = [
     "fill_network",
     "generation_context",
     "integrate_network",
+    "select_rule",
     "write_samples",
 ]
 
@@ -126,6 +127,38 @@ def _cell_z(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], n: int) ->
     }
 
 
+def select_rule(
+    binnings: Mapping[str, Binning],
+    log_density: Callable[[np.ndarray], np.ndarray],
+    n_train: int,
+) -> tuple[Any, dict[str, Any]]:
+    """The quadrature rule for ``log_density``: :func:`~calamp.quadrature.polar_rule`'s default,
+    refined (at most :data:`QUADRATURE_REFINEMENTS` times) until the largest change of a cell
+    probability against the next refinement is below :data:`QUADRATURE_TOLERANCE`
+    statistical errors of an ``n_train`` sample.
+
+    Returns:
+        ``(rule, check)``; ``check`` has ``max_abs_diff``, ``max_rel_diff``, ``max_z`` (the
+        chosen rule against its refinement, normalised probabilities) and ``refinements``.
+    """
+    from calamp.quadrature import integrate, polar_rule
+
+    def normalised(rule: Any) -> dict[str, np.ndarray]:
+        p, m = integrate(rule, log_density, chunk_size=QUADRATURE_BLOCK)
+        return {k: v / m for k, v in p.items()}
+
+    rule = polar_rule(binnings)
+    current = normalised(rule)
+    for refinements in range(QUADRATURE_REFINEMENTS + 1):
+        finer = rule.refined()
+        fine = normalised(finer)
+        check = _cell_z(current, fine, n_train)
+        if check["max_z"] <= QUADRATURE_TOLERANCE or refinements == QUADRATURE_REFINEMENTS:
+            break
+        rule, current = finer, fine
+    return rule, {**check, "refinements": refinements}
+
+
 def integrate_network(
     cfg: RunConfig, nd: NetworkDraws, binnings: Mapping[str, Binning], n_train: int
 ) -> dict[str, Any]:
@@ -145,7 +178,7 @@ def integrate_network(
         refined_max_abs_diff, refined_max_rel_diff, refined_max_z, tolerance_z, converged}}``
         (the ``refined_*`` figures compare draw 0 under the chosen rule and its refinement).
     """
-    from calamp.quadrature import integrate, polar_rule
+    from calamp.quadrature import integrate
 
     t0 = time.perf_counter()
     log_jac = float(nd.features.log_abs_det_jacobian)
@@ -158,14 +191,7 @@ def integrate_network(
         return {k: v / m for k, v in p.items()}, m
 
     nd.model.set_eval_weights(nd.weights[0])
-    rule = polar_rule(binnings)
-    current, _ = normalised(rule)
-    for refinements in range(QUADRATURE_REFINEMENTS + 1):
-        fine, _ = normalised(rule.refined())
-        check = _cell_z(current, fine, n_train)
-        if check["max_z"] <= QUADRATURE_TOLERANCE or refinements == QUADRATURE_REFINEMENTS:
-            break
-        rule, current = rule.refined(), fine
+    rule, check = select_rule(binnings, log_density, n_train)
     s = len(nd.weights)
     probs = {key: np.zeros((s, b.n_bins)) for key, b in binnings.items()}
     mass = np.zeros(s)
@@ -185,7 +211,7 @@ def integrate_network(
             "points_per_draw": rule.n_points,
             "order": rule.settings["order"],
             "n_uniform": rule.settings["n_uniform"],
-            "refinements": refinements,
+            "refinements": check.pop("refinements"),
             "mass_min": float(mass.min()),
             "mass_max": float(mass.max()),
             **{f"refined_{k}": v for k, v in check.items()},

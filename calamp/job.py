@@ -26,7 +26,7 @@ from calamp.histograms import Binning
 from calamp.io import CalampError, ShowerSet
 from calamp.network import load_network, network_task
 from calamp.outputs import root_records
-from calamp.posterior import oracle_network
+from calamp.posterior import batched_training, oracle_network
 from calamp.seeds import PURPOSES, derive_seed
 from calamp.sources import Source, event_observables, make_binnings, prepare_source, split_key
 
@@ -179,6 +179,8 @@ def estimate_seconds(cfg: RunConfig, n_train: int, dim: int, workers: int = 1) -
         sampling = cfg.effective_mcmc_steps * (cfg.chains * 0.85 * (step - 2e-3) + 2e-3)
     elif cfg.method in ("adammcmc", "sgld", "sghmc"):
         steps += cfg.chains * cfg.effective_mcmc_steps * (3 if cfg.method == "adammcmc" else 1)
+    if cfg.networks > 1 and batched_training(cfg):  # BatchedCNF: 0.32 vs 0.77 ms/network-step
+        steps *= 0.42
     per_net = steps * step + sampling + cfg.draws * cfg.generated * (gen + 2e-6 * scale)
     rounds = -(-cfg.networks // max(1, workers))  # networks per worker, rounded up
     return rounds * per_net + 20.0 + (10.0 if workers > 1 else 0.0)
@@ -283,9 +285,11 @@ def run_job(
 
         executor, started = _executor(client, n_workers)
         own_client = own_client or started
-        per_net = executor.map(
+        from calamp.posterior import network_groups
+
+        per_group = executor.map(
             network_task,
-            range(cfg.networks),
+            network_groups(cfg),
             shared={
                 # bars of many workers would interleave in their logs; the client shows one
                 "cfg": cfg if executor.in_process else dataclasses.replace(cfg, progress=False),
@@ -297,6 +301,7 @@ def run_job(
             desc="networks",
             progress=cfg.progress,
         )
+        per_net = [pn for group in per_group for pn in group]
 
         t0 = time.perf_counter()
         quadrature = cfg.bin_probabilities == "quadrature"

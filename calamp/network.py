@@ -26,7 +26,7 @@ from calamp.io import CalampError
 from calamp.posterior import NetworkDraws, train_network
 from calamp.sources import RingFeatures, Source
 
-__all__ = ["load_network", "network_task", "run_network"]
+__all__ = ["load_network", "network_task", "run_group", "run_network"]
 
 
 def run_network(
@@ -37,6 +37,7 @@ def run_network(
     out: str | Path,
     *,
     resume: bool = False,
+    pretrained: tuple[Any, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Everything for network k: train, store its draws, generate into its histograms.
 
@@ -58,7 +59,7 @@ def run_network(
     store = DrawStore(out / "draws")
     part = out / "partial" / f"net{k}.npz"
     info_path = out / "partial" / f"net{k}.json"
-    if resume and part.exists() and info_path.exists() and k in store.networks():
+    if resume and _finished(out, k):
         with np.load(part) as data:
             info = json.loads(info_path.read_text())
             if "n_filled" not in data.files:  # quadrature
@@ -73,7 +74,7 @@ def run_network(
                 "mean_image": data["mean_image"] if "mean_image" in data.files else None,
                 "info": info,
             }
-    nd = train_network(cfg, k, source, workdir=out / "checkpoints")
+    nd = train_network(cfg, k, source, workdir=out / "checkpoints", pretrained=pretrained)
     if k not in store.networks():
         meta = {
             "method": cfg.method,
@@ -116,6 +117,39 @@ def run_network(
     return result
 
 
+def _finished(out: Path, k: int) -> bool:
+    """Whether network k's draws and histograms are stored in the results folder ``out``."""
+    from calamp.bayes.store import DrawStore
+
+    part = out / "partial"
+    return ((part / f"net{k}.npz").exists() and (part / f"net{k}.json").exists()
+            and k in DrawStore(out / "draws").networks())
+
+
+def run_group(
+    cfg: RunConfig,
+    ks: tuple[int, ...],
+    source: Source,
+    binnings: Mapping[str, Binning],
+    out: str | Path,
+    *,
+    resume: bool = False,
+) -> list[dict[str, Any]]:
+    """:func:`run_network` for the networks ``ks`` of one group
+    (:func:`calamp.posterior.network_groups`); the unfinished ones are first trained together
+    (:func:`calamp.posterior.pretrain_group`). Returns the networks' results in order."""
+    from calamp.posterior import pretrain_group
+
+    todo = tuple(k for k in ks if not (resume and _finished(Path(out), k)))
+    pretrained = pretrain_group(cfg, todo, source) if len(todo) > 1 else {}
+    return [
+        run_network(
+            cfg, k, source, binnings, out, resume=resume, pretrained=pretrained.pop(k, None)
+        )
+        for k in ks
+    ]
+
+
 def network_task(
     k: int,
     *,
@@ -125,7 +159,8 @@ def network_task(
     out: str,
     resume: bool = False,
 ) -> dict[str, Any]:
-    """:func:`run_network` as an executor task (:mod:`calamp.executors`): the item is k.
+    """:func:`run_group` as an executor task (:mod:`calamp.executors`): the item is a group of
+    networks (a tuple of k; an int k is the group of one).
 
     Refuses, in one line naming the host, to run where the results folder ``out`` (an absolute
     path) is not visible, e.g. on a dask worker without the shared filesystem.
@@ -139,7 +174,8 @@ def network_task(
         msg = (f"{socket.gethostname()}: results folder {folder} is not visible here; --out "
                "must be on a filesystem shared by client and workers")
         raise CalampError(msg)
-    return run_network(cfg, k, source, binnings, folder, resume=resume)
+    ks = (int(k),) if np.ndim(k) == 0 else tuple(int(v) for v in k)
+    return run_group(cfg, ks, source, binnings, folder, resume=resume)
 
 
 def load_network(store_root: str | Path, k: int) -> NetworkDraws:

@@ -30,11 +30,100 @@ from calamp.sources import (
 )
 
 __all__ = [
+    "TRAINING_GROUPS",
     "NetworkDraws",
+    "batched_training",
     "build_model",
+    "network_groups",
     "oracle_network",
+    "pretrain_group",
     "train_network",
 ]
+
+TRAINING_GROUPS = 2
+"""Groups the K networks of a batched-training job are split into (one per core of the 2-core
+reference CPU: each worker process trains its group in one compiled graph). The split is a fixed
+function of K, so the numbers never depend on ``--workers`` or a dask cluster."""
+
+
+def batched_training(cfg: RunConfig) -> bool:
+    """Whether the networks' (pre-)training runs batched, K networks in one graph
+    (:class:`~calamp.models.batched.BatchedCNF`: the CNF with one fit per network, i.e. VI or
+    the SG-MCMC pre-training; 0.32 against 0.77 ms per network-step on one thread,
+    benchmarks/RESULTS.md)."""
+    return cfg.model == "cnf" and cfg.method in ("vi", "adammcmc", "sgld", "sghmc")
+
+
+def network_groups(cfg: RunConfig) -> list[tuple[int, ...]]:
+    """The units of work of a job: groups of networks trained together (contiguous,
+    :data:`TRAINING_GROUPS` of them) for :func:`batched_training`, else one network each."""
+    ks = np.arange(cfg.networks)
+    if not batched_training(cfg) or cfg.networks == 1:
+        return [(int(k),) for k in ks]
+    return [tuple(int(k) for k in g) for g in np.array_split(ks, min(TRAINING_GROUPS, len(ks)))]
+
+
+def _training_data(cfg: RunConfig, k: int, source: Source) -> tuple[Any, Any, Any]:
+    """(feature map, features (n, D), context (n, C) or None) of network k's training set."""
+    train = source.train_sets[k]
+    feats = make_features(cfg, source.kind, train)
+    return feats, encode_events(source.kind, feats, train), model_context(source.kind, train)
+
+
+def pretrain_group(
+    cfg: RunConfig, ks: tuple[int, ...], source: Source
+) -> dict[int, tuple[Any, dict[str, Any]]]:
+    """Train the networks ``ks`` together in one compiled graph (:func:`batched_training`).
+
+    Network k starts from the weights of ``build_model(..., seed=derive_seed(seed, "init", k))``
+    and sees the minibatches and step seeds of its own ``fit(seed=derive_seed(seed, "fit", k))``,
+    so it equals a separate training to float rounding. Training sets of unequal size cannot be
+    stacked: then ``{}`` (the caller trains them one by one).
+
+    Returns:
+        ``{k: (trained model, fit record)}`` for :func:`train_network`'s ``pretrained``.
+    """
+    from calamp.models.batched import BatchedCNF
+    from calamp.models.training import TrainingError
+
+    data = [_training_data(cfg, k, source) for k in ks]
+    if len({len(x) for _, x, _ in data}) != 1:
+        return {}
+    n = len(data[0][1])
+    batch = min(cfg.batch_size, n)
+    bayes = "vi" if cfg.method == "vi" else None
+    models = [
+        build_model(cfg, x.shape[1], 0 if c is None else c.shape[1], bayesian=bayes, n_train=n,
+                    seed=derive_seed(cfg.seed, "init", k))
+        for k, (_, x, c) in zip(ks, data, strict=True)
+    ]
+    group = BatchedCNF.from_generators(models)
+    has_c = data[0][2] is not None
+    try:
+        hist = group.fit(
+            np.stack([x for _, x, _ in data]),
+            np.stack([c for _, _, c in data]) if has_c else None,
+            steps=cfg.train_steps,
+            batch_size=batch,
+            learning_rate=cfg.learning_rate,
+            lr_schedule=cfg.lr_schedule,
+            seeds=[derive_seed(cfg.seed, "fit", k) for k in ks],
+        )
+    except TrainingError as err:
+        msg = f"networks {list(ks)}: training failed: {err}"
+        raise CalampError(msg) from None
+    loss = hist["loss"]
+    tail = loss[-max(1, len(loss) // 20) :]
+    out = {}
+    for j, (k, model) in enumerate(zip(ks, group.to_generators(), strict=True)):
+        out[k] = (model, {
+            "final_loss": float(np.mean(tail[:, j])),
+            "wall_seconds": hist["wall_seconds"],
+            "steps": cfg.train_steps,
+            "resumed_from": None,
+            "batched_with": [int(v) for v in ks],
+        })
+    return out
 
 
 def build_model(
@@ -135,22 +224,26 @@ def _batch_fn(
 
 
 def train_network(
-    cfg: RunConfig, k: int, source: Source, *, workdir: Path | None = None
+    cfg: RunConfig,
+    k: int,
+    source: Source,
+    *,
+    workdir: Path | None = None,
+    pretrained: tuple[Any, dict[str, Any]] | None = None,
 ) -> NetworkDraws:
     """Train network k on its training set and take ``cfg.draws`` posterior draws.
 
     VI: one fit, then s frozen weight samples. AdamMCMC/SGLD/SGHMC: a deterministic pre-training
     fit, then a chain whose thinned states are the draws. Ensemble: s independently initialised
     fits on the same training set. Checkpoints go to ``workdir`` so an interrupted run resumes.
+    ``pretrained``: ``(model, fit record)`` of :func:`pretrain_group`, which replaces the fit.
     """
     from calamp.models.training import TrainingError
 
     if cfg.method == "oracle":
         return oracle_network(cfg, k, source)
     train = source.train_sets[k]
-    feats = make_features(cfg, source.kind, train)
-    x = encode_events(source.kind, feats, train)
-    c = model_context(source.kind, train)
+    feats, x, c = _training_data(cfg, k, source)
     cdim = 0 if c is None else c.shape[1]
     n = len(x)
     batch = min(cfg.batch_size, n)
@@ -208,11 +301,14 @@ def train_network(
             model = m
         info["fit"] = fits
         weights = np.stack(weights)
+    elif pretrained is not None:
+        model, info["fit"] = pretrained
     else:
         model = build_model(
             cfg, x.shape[1], cdim, bayesian=bayes, n_train=n, seed=derive_seed(cfg.seed, "init", k)
         )
         info["fit"] = fit(model, "fit", derive_seed(cfg.seed, "fit", k))
+    if cfg.method != "ensemble":
         info["n_params"] = int(sum(int(np.prod(v.shape)) for v in model.trainable_variables))
         if cfg.method == "vi":
             weights = []

@@ -9,7 +9,8 @@ so a posterior draw's bin probabilities need no generated events at all (g -> in
 statistics: no multinomial noise to subtract). :func:`polar_rule` builds one tensor-product
 Gauss-Legendre rule for several binnings at once: the radial and azimuthal breakpoints are the
 union of every binning's edges and a uniform grid (so no node interval straddles a cell
-edge and coarse cells are still resolved), ``order`` nodes per interval, and beyond the largest
+edge and coarse cells are still resolved), ``order`` nodes per interval (fewer on
+intervals shorter than the uniform spacing), and beyond the largest
 truth radius R the uniform grid goes on to 2R, from where the tail is integrated to infinity
 with ``r = 2R + R t / (1 - t)``.
 The outer bins of a binning are open-ended (:mod:`calamp.binnings`): the first radial cell
@@ -38,12 +39,27 @@ __all__ = ["PolarRule", "integrate", "polar_rule"]
 _TWO_PI = 2.0 * np.pi
 
 
-def _gauss_legendre(breaks: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and weights of ``order``-point Gauss-Legendre on every interval of ``breaks``."""
-    x, w = np.polynomial.legendre.leggauss(order)
-    lo, hi = breaks[:-1, None], breaks[1:, None]
-    half = 0.5 * (hi - lo)
-    return (lo + half * (x[None, :] + 1.0)).ravel(), (half * w[None, :]).ravel()
+def _gauss_legendre(
+    breaks: np.ndarray, order: int, h: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights on every interval of ``breaks``: ``order`` nodes on an
+    interval of length >= ``h``, fewer on shorter ones (``ceil(order * length / h)``, at least
+    two), so the node spacing is about ``h / order`` everywhere (None: ``order`` everywhere)."""
+    lo, hi = breaks[:-1], breaks[1:]
+    if h is None:
+        n = np.full(lo.size, order)
+    else:
+        n = np.clip(np.ceil(order * (hi - lo) / h - 1e-9).astype(int), min(2, order), order)
+    nodes, weights = [], []
+    for m in np.unique(n):
+        x, w = np.polynomial.legendre.leggauss(int(m))
+        sel = n == m
+        half = 0.5 * (hi[sel, None] - lo[sel, None])
+        nodes.append((lo[sel, None] + half * (x[None, :] + 1.0)).ravel())
+        weights.append((half * w[None, :]).ravel())
+    x_all, w_all = np.concatenate(nodes), np.concatenate(weights)
+    idx = np.argsort(x_all, kind="stable")
+    return x_all[idx], w_all[idx]
 
 
 def _polar_edges(key: str, b: Binning) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -146,7 +162,9 @@ def polar_rule(
         binnings: ``{key: binning}``, each with axes (r, phi) (r in the plane's length unit,
             phi in radians in [0, 2 pi)), or one axis named ``r`` or ``phi`` (a marginal), as
             :func:`calamp.sources.make_binnings` builds them for the ring.
-        order: Gauss-Legendre nodes per interval (exact for polynomials of degree 2 order - 1).
+        order: Gauss-Legendre nodes per interval of the uniform grid's length or longer
+            (exact for polynomials of degree 2 order - 1); shorter intervals between
+            neighbouring edges of different binnings get proportionally fewer (at least 2).
         n_uniform: intervals of the uniform grid per axis (r in [0, R], phi in [0, 2 pi)),
             added to the cell edges so coarse cells are resolved; R is the largest outer
             radial edge (the largest truth radius).
@@ -175,15 +193,16 @@ def polar_rule(
         raise ValueError(msg)
     # every edge is a breakpoint (the outer ones bound the truth's support, where a density may
     # have a kink); the outer cells are still open: r from 0 to infinity, phi all round
-    r, w_r = _gauss_legendre(_breaks(_given(edges_r), 0.0, r_hi, n_uniform), order)
+    h_r = r_hi / n_uniform
+    r, w_r = _gauss_legendre(_breaks(_given(edges_r), 0.0, r_hi, n_uniform), order, h_r)
     # beyond the truth: [R, 2R] on a uniform grid of the same spacing, then R t / (1 - t)
-    r_out, w_out = _gauss_legendre(np.linspace(r_hi, 2.0 * r_hi, n_uniform + 1), order)
+    r_out, w_out = _gauss_legendre(np.linspace(r_hi, 2.0 * r_hi, n_uniform + 1), order, h_r)
     t, w_t = _gauss_legendre(np.array([0.0, 1.0]), tail_order)
     r_tail = 2.0 * r_hi + r_hi * t / (1.0 - t)
     r = np.concatenate([r, r_out, r_tail])
     w_r = np.concatenate([w_r, w_out, w_t * r_hi / (1.0 - t) ** 2]) * r
     phi, w_phi = _gauss_legendre(
-        _breaks(_given(edges_phi), 0.0, _TWO_PI, n_uniform), order
+        _breaks(_given(edges_phi), 0.0, _TWO_PI, n_uniform), order, _TWO_PI / n_uniform
     )
     starts = {}
     for key, er, ep in zip(binnings, edges_r, edges_phi, strict=True):

@@ -116,3 +116,32 @@ def test_bad_arguments() -> None:
         batch.sample(5, seeds=[1])
     with pytest.raises(ValueError, match="`x`"):
         batch.fit(np.zeros((3, 10, D)), steps=1, batch_size=5)
+
+
+def test_pipeline_trains_cnf_groups_batched_like_separate_networks(tmp_path) -> None:
+    """The job trains its CNF networks in TRAINING_GROUPS batched groups (a fixed function of K,
+    not of the workers); each network equals its separate training to float rounding."""
+    from calamp import pipeline
+    from calamp.bayes.store import DrawStore
+    from calamp.config import make_config
+    from calamp.posterior import network_groups, train_network
+    from calamp.sources import prepare_source
+
+    cfg = make_config(dict(
+        toy="ring", model="cnf", method="vi", networks=3, draws=3, train_steps=40,
+        batch_size=100, n_train=300, truth_events=2_000, generated=500, n_quantiles=(3,),
+        hidden=16, layers=2, bootstrap=0, plots=False, progress=False, workers=1,
+    ))
+    assert network_groups(cfg) == [(0, 1), (2,)]
+    assert network_groups(make_config(cfg.to_dict(), dict(method="ensemble"))) == [
+        (0,), (1,), (2,)]
+    res = pipeline.run_job(cfg, out=tmp_path / "job")
+    fits = [net["fit"] for net in res["networks"]]
+    assert fits[0]["batched_with"] == [0, 1] and fits[1]["batched_with"] == [0, 1]
+    assert "batched_with" not in fits[2]
+    source = prepare_source(cfg, None, None)
+    for k in (0, 1):
+        alone = train_network(cfg, k, source)
+        assert alone.info["fit"]["final_loss"] == pytest.approx(fits[k]["final_loss"], rel=1e-4)
+        weights, _ = DrawStore(tmp_path / "job" / "draws").load(k)
+        np.testing.assert_allclose(weights, alone.weights, rtol=1e-3, atol=1e-5)

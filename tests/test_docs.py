@@ -99,3 +99,19 @@ def test_ring_adammcmc_section_is_the_rendering_of_its_json() -> None:
     assert text.count(mod.BEGIN) == 1 and text.count(mod.END) == 1
     section = mod.BEGIN + text.split(mod.BEGIN, 1)[1].split(mod.END, 1)[0] + mod.END
     assert section == mod.render(point), "rerun: python analysis/ring_mcmc_point.py render"
+
+
+def test_quadrature_benchmark_section_is_the_rendering_of_its_json() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_quadrature", ROOT / "benchmarks" / "bench_quadrature.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    results = json.loads(mod.OUT.read_text())
+    assert set(results) == {"flow", "cnf"}
+    text = mod.DOCUMENT.read_text()
+    assert text.count(mod.BEGIN) == 1 and text.count(mod.END) == 1
+    section = mod.BEGIN + text.split(mod.BEGIN, 1)[1].split(mod.END, 1)[0] + mod.END
+    assert section == mod.render(results), "rerun: python benchmarks/bench_quadrature.py --render"

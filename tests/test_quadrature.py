@@ -32,12 +32,14 @@ def _exact_ring_binnings(sides=(5, 10, 50, 200)) -> dict:
 
 def test_exact_ring_density_gives_equiprobable_cells():
     """Truth first: the ring's exact density over its exact quantile cells is 1/B per cell (the
-    kink of the density at r0 = 4 is a breakpoint, the tail is integrated to infinity)."""
+    kink of the density at r0 = 4 is a breakpoint, the tail is integrated to infinity). The
+    tolerance 1e-5 relative is 6,000 times below the relative multinomial error of one 200x200
+    cell in a sample of 10^7 events (0.063)."""
     binnings = _exact_ring_binnings()
     probs, mass = integrate(polar_rule(binnings), ring_log_prob)
-    assert mass == pytest.approx(1.0, abs=1e-9)
+    assert mass == pytest.approx(1.0, abs=1e-7)
     for key, p in probs.items():
-        np.testing.assert_allclose(p * p.size, 1.0, atol=1e-7, err_msg=key)
+        np.testing.assert_allclose(p * p.size, 1.0, atol=1e-5, err_msg=key)
 
 
 def test_gaussian_mass_and_chunk_independence():
