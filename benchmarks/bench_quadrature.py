@@ -3,8 +3,9 @@ and timed against generation (issue: performance, item 3).
 
 Run: ``python benchmarks/bench_quadrature.py [--quick] [--model cnf]`` (about 5 min;
 ``--quick`` about 1 min) → ``benchmarks/results/quadrature.json`` (one entry per model);
-``python benchmarks/bench_quadrature.py --render`` rewrites the section of ``benchmarks/RESULTS.md`` between its markers from that JSON
-(``tests/test_docs.py`` keeps the two in step).
+``python benchmarks/bench_quadrature.py --render`` rewrites the section of
+``benchmarks/RESULTS.md`` between its markers from that JSON (``tests/test_docs.py`` keeps the
+two in step).
 
 One coupling flow of the pipeline's ring size (4 couplings of 2x64, RQ splines; ``--model
 cnf``: the ring study's CNF, 3x32 with RK4 in 8 steps) is trained deterministically on 10,000
