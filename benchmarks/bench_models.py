@@ -76,7 +76,8 @@ def main() -> None:  # noqa: PLR0915
                                         vi=vi if bayes else None)
                     s: list[float] = []
                     m.fit(x, c, steps=steps + 10, batch_size=batch, betas=(0.99, 0.99),
-                          seed=r, progress=False, callback=lambda *_: s.append(time.perf_counter()))
+                          seed=r, progress=False,
+                          callback=lambda *_, s=s: s.append(time.perf_counter()))
                     stamps.append(s[-1] - s[9])
                 loop_r.append(k * steps / sum(stamps))
                 for jit, out in ((False, b_r), (True, bx_r)):
