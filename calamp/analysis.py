@@ -14,7 +14,13 @@ import numpy as np
 
 from calamp import stats
 
-__all__ = ["analyse_binning", "drop_constant", "format_summary", "summary_rows"]
+__all__ = [
+    "analyse_binning",
+    "drop_constant",
+    "format_summary",
+    "generated_for_noise",
+    "summary_rows",
+]
 
 
 def drop_constant(binnings: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -170,9 +176,11 @@ def summary_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per observable binning: n', amplification, MAD (and floor), n_eq, verdict."""
     rows = []
     n = results["data"]["n_train"]
+    g = results["data"].get("n_generated_per_draw")
     for key, r in results["binnings"].items():
         amp, cov, clo = r["amplification"], r["coverage"], r["closure"]
         n_eq = clo["n_eq_mean"]
+        noise = _mean_finite(amp["noise_fraction"])
         rows.append(
             {
                 "binning": key,
@@ -183,7 +191,8 @@ def summary_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "amplification_low": amp["mean_factor_low"],
                 "amplification_high": amp["mean_factor_high"],
                 "amplification_paper": amp["mean_factor_paper"],
-                "noise_fraction": _mean_finite(amp["noise_fraction"]),
+                "noise_fraction": noise,
+                "generated_for_noise_10pct": generated_for_noise(g, noise, 0.1),
                 "mad": cov["mad"],
                 "mad_floor": cov["mad_floor"]["mean"],
                 "calibration": cov["state"],
@@ -195,6 +204,17 @@ def summary_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def generated_for_noise(g: float | None, noise: float, target: float) -> int | None:
+    """Events per draw at which generation noise is the share ``target`` of the spread over
+    draws, from the share ``noise`` measured with g events (the noise variance scales as 1/g,
+    the posterior's not): ``g · noise/(1 − noise) · (1 − target)/target``, rounded up to a
+    multiple of 1,000. None where g is None (noise-free) or the share is not in (0, 1)."""
+    if g is None or not (np.isfinite(noise) and 0 < noise < 1):
+        return None
+    need = float(g) * noise / (1.0 - noise) * (1.0 - target) / target
+    return int(1000 * np.ceil(need / 1000))
 
 
 def _num(v: float | None, bound: bool, fmt: str) -> str:
@@ -241,6 +261,14 @@ def format_summary(results: Mapping[str, Any]) -> str:
             f"{_pct(row['noise_fraction']):>6}{row['mad']:>7.3f}{row['mad_floor']:>7.3f}"
             f"{_num(row['n_eq'], b2, '.4g'):>12}{_num(a_true, b2, '.3g'):>11}  {row['verdict']}"
             + (" [correlated draws*]" if row.get("chain_warning") else "")
+        )
+    needs = [row.get("generated_for_noise_10pct") for row in results["summary"]]
+    needs = [v for v in needs if v is not None]
+    g = (results.get("data") or {}).get("n_generated_per_draw")
+    if needs and g:
+        lines.append(
+            f"generation noise <= 10 % of the spread in every binning needs --generated "
+            f"{max(needs)} (this run: {g:.0f} events per draw)"
         )
     for text in (results.get("data") or {}).get("warnings") or []:
         lines.append(f"warning: {text}")

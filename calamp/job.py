@@ -181,7 +181,16 @@ def estimate_seconds(cfg: RunConfig, n_train: int, dim: int, workers: int = 1) -
         steps += cfg.chains * cfg.effective_mcmc_steps * (3 if cfg.method == "adammcmc" else 1)
     if cfg.networks > 1 and batched_training(cfg):  # BatchedCNF: 0.32 vs 0.77 ms/network-step
         steps *= 0.42
-    per_net = steps * step + sampling + cfg.draws * cfg.generated * (gen + 2e-6 * scale)
+    per_draw = cfg.generated * (gen + 2e-6 * scale)
+    if cfg.bin_probabilities == "quadrature":  # density at every node (benchmarks/RESULTS.md)
+        per_axis = 3 * 64 + sum(n + 1 for n in cfg.n_quantiles)
+        # a trained coupling flow needed 2 refinements (about 20x the points), the CNF none;
+        # 3.8 us per point for the ring flow, 9 us for the CNF with RK4 in 8 steps
+        per_point = {"flow": 3.8e-6 * 20, "maf": 1e-5 * 20}.get(
+            cfg.model, 9e-6 * cfg.ode_steps / 8 if cfg.ode_solver == "rk4" else 1e-4
+        )
+        per_draw = per_axis**2 * per_point
+    per_net = steps * step + sampling + cfg.draws * per_draw
     rounds = -(-cfg.networks // max(1, workers))  # networks per worker, rounded up
     return rounds * per_net + 20.0 + (10.0 if workers > 1 else 0.0)
 

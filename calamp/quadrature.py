@@ -40,16 +40,18 @@ _TWO_PI = 2.0 * np.pi
 
 
 def _gauss_legendre(
-    breaks: np.ndarray, order: int, h: float | None = None
+    breaks: np.ndarray, order: int, h: float | None = None, min_nodes: int = 2
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gauss-Legendre nodes and weights on every interval of ``breaks``: ``order`` nodes on an
     interval of length >= ``h``, fewer on shorter ones (``ceil(order * length / h)``, at least
-    two), so the node spacing is about ``h / order`` everywhere (None: ``order`` everywhere)."""
+    ``min_nodes``), so the node spacing is about ``h / order`` everywhere (None: ``order``
+    everywhere)."""
     lo, hi = breaks[:-1], breaks[1:]
     if h is None:
         n = np.full(lo.size, order)
     else:
-        n = np.clip(np.ceil(order * (hi - lo) / h - 1e-9).astype(int), min(2, order), order)
+        n = np.clip(np.ceil(order * (hi - lo) / h - 1e-9).astype(int), min(min_nodes, order),
+                    order)
     nodes, weights = [], []
     for m in np.unique(n):
         x, w = np.polynomial.legendre.leggauss(int(m))
@@ -139,13 +141,15 @@ class PolarRule:
         return out
 
     def refined(self) -> PolarRule:
-        """The same binnings with one more node per interval and twice the uniform grid."""
+        """The same binnings with one more node per interval, twice the uniform grid and at
+        least two nodes on every interval."""
         s = self.settings
         return polar_rule(
             s["binnings"],
             order=s["order"] + 1,
             n_uniform=2 * s["n_uniform"],
             tail_order=s["tail_order"] + 4,
+            min_nodes=2,
         )
 
 
@@ -155,6 +159,7 @@ def polar_rule(
     order: int = 3,
     n_uniform: int = 64,
     tail_order: int = 16,
+    min_nodes: int = 2,
 ) -> PolarRule:
     """One quadrature rule for every (r, phi) binning in ``binnings``.
 
@@ -164,7 +169,8 @@ def polar_rule(
             :func:`calamp.sources.make_binnings` builds them for the ring.
         order: Gauss-Legendre nodes per interval of the uniform grid's length or longer
             (exact for polynomials of degree 2 order - 1); shorter intervals between
-            neighbouring edges of different binnings get proportionally fewer (at least 2).
+            neighbouring edges of different binnings get proportionally fewer (at least
+            ``min_nodes``; many binnings put many short intervals between their edges).
         n_uniform: intervals of the uniform grid per axis (r in [0, R], phi in [0, 2 pi)),
             added to the cell edges so coarse cells are resolved; R is the largest outer
             radial edge (the largest truth radius).
@@ -177,7 +183,8 @@ def polar_rule(
     if not binnings:
         msg = "`binnings` is empty"
         raise ValueError(msg)
-    for name, v in (("order", order), ("n_uniform", n_uniform), ("tail_order", tail_order)):
+    for name, v in (("order", order), ("n_uniform", n_uniform), ("tail_order", tail_order),
+                    ("min_nodes", min_nodes)):
         if int(v) != v or v < 1:
             msg = f"`{name}` must be a positive integer, got {v!r}"
             raise ValueError(msg)
@@ -194,15 +201,18 @@ def polar_rule(
     # every edge is a breakpoint (the outer ones bound the truth's support, where a density may
     # have a kink); the outer cells are still open: r from 0 to infinity, phi all round
     h_r = r_hi / n_uniform
-    r, w_r = _gauss_legendre(_breaks(_given(edges_r), 0.0, r_hi, n_uniform), order, h_r)
+    breaks_r = _breaks(_given(edges_r), 0.0, r_hi, n_uniform)
+    r, w_r = _gauss_legendre(breaks_r, order, h_r, min_nodes)
     # beyond the truth: [R, 2R] on a uniform grid of the same spacing, then R t / (1 - t)
-    r_out, w_out = _gauss_legendre(np.linspace(r_hi, 2.0 * r_hi, n_uniform + 1), order, h_r)
+    outer = np.linspace(r_hi, 2.0 * r_hi, n_uniform + 1)
+    r_out, w_out = _gauss_legendre(outer, order, h_r, min_nodes)
     t, w_t = _gauss_legendre(np.array([0.0, 1.0]), tail_order)
     r_tail = 2.0 * r_hi + r_hi * t / (1.0 - t)
     r = np.concatenate([r, r_out, r_tail])
     w_r = np.concatenate([w_r, w_out, w_t * r_hi / (1.0 - t) ** 2]) * r
     phi, w_phi = _gauss_legendre(
-        _breaks(_given(edges_phi), 0.0, _TWO_PI, n_uniform), order, _TWO_PI / n_uniform
+        _breaks(_given(edges_phi), 0.0, _TWO_PI, n_uniform), order, _TWO_PI / n_uniform,
+        min_nodes,
     )
     starts = {}
     for key, er, ep in zip(binnings, edges_r, edges_phi, strict=True):
@@ -213,6 +223,7 @@ def polar_rule(
         "order": int(order),
         "n_uniform": int(n_uniform),
         "tail_order": int(tail_order),
+        "min_nodes": int(min_nodes),
     }
     return PolarRule(r, w_r, phi, w_phi, starts, settings)
 

@@ -115,3 +115,18 @@ def test_quadrature_benchmark_section_is_the_rendering_of_its_json() -> None:
     assert text.count(mod.BEGIN) == 1 and text.count(mod.END) == 1
     section = mod.BEGIN + text.split(mod.BEGIN, 1)[1].split(mod.END, 1)[0] + mod.END
     assert section == mod.render(results), "rerun: python benchmarks/bench_quadrature.py --render"
+
+
+def test_end_to_end_section_is_the_rendering_of_its_json() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "end_to_end", ROOT / "benchmarks" / "end_to_end.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = json.loads(mod.OUT.read_text())
+    text = mod.DOCUMENT.read_text()
+    assert text.count(mod.BEGIN) == 1 and text.count(mod.END) == 1
+    section = mod.BEGIN + text.split(mod.BEGIN, 1)[1].split(mod.END, 1)[0] + mod.END
+    assert section == mod.render(rows), "rerun: python benchmarks/end_to_end.py render"

@@ -36,7 +36,7 @@ def test_exact_ring_density_gives_equiprobable_cells():
     tolerance 1e-5 relative is 6,000 times below the relative multinomial error of one 200x200
     cell in a sample of 10^7 events (0.063)."""
     binnings = _exact_ring_binnings()
-    probs, mass = integrate(polar_rule(binnings), ring_log_prob)
+    probs, mass = integrate(polar_rule(binnings, order=3), ring_log_prob)
     assert mass == pytest.approx(1.0, abs=1e-7)
     for key, p in probs.items():
         np.testing.assert_allclose(p * p.size, 1.0, atol=1e-5, err_msg=key)

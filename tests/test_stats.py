@@ -211,3 +211,18 @@ def test_equivalent_sample_size_inverts_expected_jsd() -> None:
     sizes = np.array([3.0, 50.0, 2_000.0, 1e6])
     res = equivalent_sample_size(expected_jsd(sizes, p), p)
     np.testing.assert_allclose(res.n_eq, sizes, rtol=2e-3)
+
+
+def test_generated_for_noise_reaches_the_target_share():
+    """With noise variance N/g and posterior variance V, the share N/g / (V + N/g) measured at
+    g predicts the g at which it is 10 %; None for noise-free or degenerate shares."""
+    from calamp.analysis import generated_for_noise
+
+    v, n_var = 2.0e-6, 0.05
+    for g in (1_000, 10_000, 100_000):
+        share = (n_var / g) / (v + n_var / g)
+        need = generated_for_noise(g, share, 0.1)
+        assert (n_var / need) / (v + n_var / need) == pytest.approx(0.1, rel=0.02)
+    assert generated_for_noise(None, 0.3, 0.1) is None
+    assert generated_for_noise(1000, 0.0, 0.1) is None
+    assert generated_for_noise(1000, float("nan"), 0.1) is None
