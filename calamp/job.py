@@ -183,7 +183,8 @@ def estimate_seconds(cfg: RunConfig, n_train: int, dim: int, workers: int = 1) -
         steps *= 0.42
     per_draw = cfg.generated * (gen + 2e-6 * scale)
     if cfg.bin_probabilities == "quadrature":  # density at every node (benchmarks/RESULTS.md)
-        per_axis = 3 * 64 + sum(n + 1 for n in cfg.n_quantiles)
+        # first rule: order 2 on the 64-interval grid, one node between near edges
+        per_axis = 2 * 64 + sum(n + 1 for n in cfg.n_quantiles) / 2
         # a trained coupling flow needed 2 refinements (about 20x the points), the CNF none;
         # 3.8 us per point for the ring flow, 9 us for the CNF with RK4 in 8 steps
         per_point = {"flow": 3.8e-6 * 20, "maf": 1e-5 * 20}.get(
