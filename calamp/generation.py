@@ -116,9 +116,11 @@ uniform spacing. On the 15 grids of the ring study (2x2 ... 200x200, their margi
 0.064 statistical errors against order 3 (within QUADRATURE_TOLERANCE); refinement catches
 densities where that is not enough."""
 
-QUADRATURE_REFINEMENTS = 2
-"""Refinements of the first rule tried before giving up (each adds a node per interval and
-doubles the uniform grid; about 4x the points)."""
+QUADRATURE_REFINEMENTS = 3
+"""Refinements of the first rule tried before giving up
+(:meth:`~calamp.quadrature.PolarRule.refined`: first two nodes on the short intervals, about 3x
+the points on the study's grids; then each adds a node per interval and doubles the uniform
+grid, about 2-4x)."""
 
 
 def _cell_z(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], n: int) -> dict:

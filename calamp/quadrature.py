@@ -19,8 +19,9 @@ starts at r = 0, the last ends at infinity, the azimuthal cells cover [0, 2 pi).
 The density is evaluated once per draw on the node grid (:meth:`PolarRule.points`), and every
 binning's cells are sums of contiguous node blocks (``np.add.reduceat``), so the cost is the
 density evaluation at ``n_r * n_phi`` points. The quadrature error is measured, not assumed:
-:meth:`PolarRule.refined` gives a rule with one more node per interval and twice the uniform
-grid, and ``1 - sum(P)`` is the mass the rule misses (both recorded by the pipeline).
+:meth:`PolarRule.refined` gives the next rule of a refinement ladder (two nodes on short
+intervals, then one more node per interval and twice the uniform grid), and ``1 - sum(P)`` is
+the mass the rule misses (both recorded by the pipeline).
 
 numpy only; the density evaluation lives with the models (:mod:`calamp.generation`).
 """
@@ -141,9 +142,13 @@ class PolarRule:
         return out
 
     def refined(self) -> PolarRule:
-        """The same binnings with one more node per interval, twice the uniform grid and at
-        least two nodes on every interval."""
+        """The next rule of the refinement ladder for the same binnings: a rule with one node
+        on short intervals first gets two there; otherwise one more node per interval and twice
+        the uniform grid."""
         s = self.settings
+        if s["min_nodes"] < 2 <= s["order"]:
+            return polar_rule(s["binnings"], order=s["order"], n_uniform=s["n_uniform"],
+                              tail_order=s["tail_order"], min_nodes=2)
         return polar_rule(
             s["binnings"],
             order=s["order"] + 1,
