@@ -97,7 +97,10 @@ def pretrain_group(
                     seed=derive_seed(cfg.seed, "init", k))
         for k, (_, x, c) in zip(ks, data, strict=True)
     ]
-    group = BatchedCNF.from_generators(models)
+    from calamp.models.base import XLA_MIN_STEPS
+
+    # XLA pays for its compilation only on longer fits (as for single networks)
+    group = BatchedCNF.from_generators(models, jit_compile=cfg.train_steps >= XLA_MIN_STEPS)
     has_c = data[0][2] is not None
     try:
         hist = group.fit(
