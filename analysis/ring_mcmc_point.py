@@ -166,13 +166,12 @@ def _reading(point: dict[str, Any]) -> list[str]:
 
 def write_document(point: dict[str, Any], path: Path = DOCUMENT) -> None:
     """Replace the section between the markers of ``path`` with :func:`render` of ``point``."""
-    text = path.read_text()
-    if BEGIN not in text or END not in text:
-        msg = f"{path}: the markers {BEGIN!r} ... {END!r} are missing"
-        raise SystemExit(msg)
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(head + render(point) + tail)
+    from calamp.outputs import write_section
+
+    try:
+        write_section(path, BEGIN, END, render(point))
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,6 +42,7 @@ from scipy import stats  # noqa: E402
 from calamp.binnings import fill_counts, quantile_binning, to_polar  # noqa: E402
 from calamp.generation import select_rule  # noqa: E402
 from calamp.models.flows import CouplingFlow  # noqa: E402
+from calamp.outputs import write_section  # noqa: E402
 from calamp.quadrature import integrate  # noqa: E402
 from calamp.simulate.ring import ring  # noqa: E402
 
@@ -172,17 +173,6 @@ def _render_one(res: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_section(res: dict[str, Any], path: Path = DOCUMENT) -> None:
-    text = path.read_text()
-    section = render(res)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="10^6 generated events (else 10^7)")
@@ -196,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         stored[args.model] = res
         OUT.write_text(json.dumps(stored, indent=1) + "\n")
         print(json.dumps(res, indent=1))
-    write_section(json.loads(OUT.read_text()))
+    write_section(DOCUMENT, BEGIN, END, render(json.loads(OUT.read_text())), append=True)
     return 0
 
 

@@ -21,6 +21,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from calamp.outputs import write_section
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OUT = HERE / "results" / "end_to_end.json"
@@ -123,17 +125,6 @@ def render(rows: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_section(rows: dict[str, Any], path: Path = DOCUMENT) -> None:
-    text = path.read_text()
-    section = render(rows)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -146,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.cmd == "record":
         print(json.dumps(record(args.name, args.folder, args.time_log, args.command), indent=1))
-    write_section(json.loads(OUT.read_text()))
+    write_section(DOCUMENT, BEGIN, END, render(json.loads(OUT.read_text())), append=True)
     return 0
 
 

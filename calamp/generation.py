@@ -111,10 +111,9 @@ a training-size sample, ``|dp| / sqrt(p (1 - p) / n_train)`` (<= 1 % of that var
 
 QUADRATURE_START_ORDER = 2
 """Gauss-Legendre order of the first rule tried, with one node on intervals shorter than half the
-uniform spacing. On the 15 grids of the ring study (2x2 ... 200x200, their marginals) it needs
-280,534 density evaluations instead of 1,002,608 at order 3, and a trained CNF draw changes by
-0.064 statistical errors against order 3 (within QUADRATURE_TOLERANCE); refinement catches
-densities where that is not enough."""
+uniform spacing: many binnings (the ring study's 15 grids) put most of the nodes between
+neighbouring edges, and a smooth density (the CNF of benchmarks/results/quadrature.json) meets
+the tolerance with it; :func:`select_rule` refines where that is not enough."""
 
 QUADRATURE_REFINEMENTS = 3
 """Refinements of the first rule tried before giving up
@@ -137,6 +136,14 @@ def _cell_z(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], n: int) ->
     }
 
 
+def _normalised(rule: Any, log_density: Callable[[np.ndarray], np.ndarray]) -> tuple[dict, float]:
+    """Cell probabilities of ``rule`` normalised by its mass, and the mass."""
+    from calamp.quadrature import integrate
+
+    p, m = integrate(rule, log_density, chunk_size=QUADRATURE_BLOCK)
+    return {k: v / m for k, v in p.items()}, m
+
+
 def select_rule(
     binnings: Mapping[str, Binning],
     log_density: Callable[[np.ndarray], np.ndarray],
@@ -152,17 +159,13 @@ def select_rule(
         ``(rule, check)``; ``check`` has ``max_abs_diff``, ``max_rel_diff``, ``max_z`` (the
         chosen rule against its refinement, normalised probabilities) and ``refinements``.
     """
-    from calamp.quadrature import integrate, polar_rule
-
-    def normalised(rule: Any) -> dict[str, np.ndarray]:
-        p, m = integrate(rule, log_density, chunk_size=QUADRATURE_BLOCK)
-        return {k: v / m for k, v in p.items()}
+    from calamp.quadrature import polar_rule
 
     rule = polar_rule(binnings, order=QUADRATURE_START_ORDER, min_nodes=1)
-    current = normalised(rule)
+    current, _ = _normalised(rule, log_density)
     for refinements in range(QUADRATURE_REFINEMENTS + 1):
         finer = rule.refined()
-        fine = normalised(finer)
+        fine, _ = _normalised(finer, log_density)
         check = _cell_z(current, fine, n_train)
         if check["max_z"] <= QUADRATURE_TOLERANCE or refinements == QUADRATURE_REFINEMENTS:
             break
@@ -188,27 +191,22 @@ def integrate_network(
         refined_max_abs_diff, refined_max_rel_diff, refined_max_z, tolerance_z, converged}}``
         (the ``refined_*`` figures compare draw 0 under the chosen rule and its refinement).
     """
-    from calamp.quadrature import integrate
-
     t0 = time.perf_counter()
     log_jac = float(nd.features.log_abs_det_jacobian)
 
     def log_density(xy: np.ndarray) -> np.ndarray:
         return np.asarray(nd.model.log_prob(nd.features.forward(xy)), np.float64) + log_jac
 
-    def normalised(rule: Any) -> tuple[dict[str, np.ndarray], float]:
-        p, m = integrate(rule, log_density, chunk_size=QUADRATURE_BLOCK)
-        return {k: v / m for k, v in p.items()}, m
-
     nd.model.set_eval_weights(nd.weights[0])
     rule, check = select_rule(binnings, log_density, n_train)
+    refinements = check.pop("refinements")
     s = len(nd.weights)
     probs = {key: np.zeros((s, b.n_bins)) for key, b in binnings.items()}
     mass = np.zeros(s)
     bar = tqdm(total=s, disable=not cfg.progress, desc=f"integrate net {nd.network}")
     for i in range(s):
         nd.model.set_eval_weights(nd.weights[i])
-        p, mass[i] = normalised(rule)
+        p, mass[i] = _normalised(rule, log_density)
         for key in binnings:
             probs[key][i] = p[key]
         bar.update(1)
@@ -221,7 +219,7 @@ def integrate_network(
             "points_per_draw": rule.n_points,
             "order": rule.settings["order"],
             "n_uniform": rule.settings["n_uniform"],
-            "refinements": check.pop("refinements"),
+            "refinements": refinements,
             "mass_min": float(mass.min()),
             "mass_max": float(mass.max()),
             **{f"refined_{k}": v for k, v in check.items()},

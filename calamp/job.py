@@ -179,16 +179,17 @@ def estimate_seconds(cfg: RunConfig, n_train: int, dim: int, workers: int = 1) -
         sampling = cfg.effective_mcmc_steps * (cfg.chains * 0.85 * (step - 2e-3) + 2e-3)
     elif cfg.method in ("adammcmc", "sgld", "sghmc"):
         steps += cfg.chains * cfg.effective_mcmc_steps * (3 if cfg.method == "adammcmc" else 1)
-    if cfg.networks > 1 and batched_training(cfg):  # BatchedCNF: 0.32 vs 0.77 ms/network-step
-        steps *= 0.42
+    if cfg.networks > 1 and batched_training(cfg):  # BatchedCNF, K = 5: 236 -> 687 network-
+        steps *= 0.34  # steps/s (deterministic, benchmarks/RESULTS.md section 1)
     per_draw = cfg.generated * (gen + 2e-6 * scale)
     if cfg.bin_probabilities == "quadrature":  # density at every node (benchmarks/RESULTS.md)
         # first rule: order 2 on the 64-interval grid, one node between near edges
         per_axis = 2 * 64 + sum(n + 1 for n in cfg.n_quantiles) / 2
-        # a trained coupling flow needed 2 refinements (about 20x the points), the CNF none;
-        # 3.8 us per point for the ring flow, 9 us for the CNF with RK4 in 8 steps
-        per_point = {"flow": 3.8e-6 * 20, "maf": 1e-5 * 20}.get(
-            cfg.model, 9e-6 * cfg.ode_steps / 8 if cfg.ode_solver == "rk4" else 1e-4
+        # benchmarks/results/quadrature.json: the trained ring flow needed 3 refinements,
+        # 26x the first rule's 121,635 points, at 3.6 us per point; the CNF (RK4, 8 steps)
+        # none, at 12 us per point (maf and dopri: unmeasured guesses)
+        per_point = {"flow": 3.6e-6 * 26, "maf": 1e-5 * 26}.get(
+            cfg.model, 1.2e-5 * cfg.ode_steps / 8 if cfg.ode_solver == "rk4" else 1e-4
         )
         per_draw = per_axis**2 * per_point
     per_net = steps * step + sampling + cfg.draws * per_draw

@@ -26,7 +26,7 @@ import uproot
 from calamp.atomic import write_json_atomic
 from calamp.stats.arrays import jsonable
 
-__all__ = ["root_records", "to_jsonable", "write_json", "write_root"]
+__all__ = ["root_records", "to_jsonable", "write_json", "write_root", "write_section"]
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -49,6 +49,26 @@ def to_jsonable(obj: Any) -> Any:
 def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
     """Write ``data`` as indented JSON atomically (temp file + rename)."""
     return write_json_atomic(path, to_jsonable(data))
+
+
+def write_section(
+    path: str | Path, begin: str, end: str, section: str, *, append: bool = False
+) -> Path:
+    """Replace the text from marker ``begin`` to marker ``end`` of a document with ``section``
+    (which includes both markers): how the result documents keep sections generated from JSON.
+    Without the markers: append the section if ``append``, else raise ``ValueError``."""
+    path = Path(path)
+    text = path.read_text()
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
+    elif append:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    else:
+        msg = f"{path}: the markers {begin!r} ... {end!r} are missing"
+        raise ValueError(msg)
+    path.write_text(text)
+    return path
 
 
 def _axis(edges: np.ndarray | None, n_bins: int, label: str) -> hist.axis.AxesMixin:

@@ -49,8 +49,8 @@ function of K, so the numbers never depend on ``--workers`` or a dask cluster.""
 def batched_training(cfg: RunConfig) -> bool:
     """Whether the networks' (pre-)training runs batched, K networks in one graph
     (:class:`~calamp.models.batched.BatchedCNF`: the CNF with one fit per network, i.e. VI or
-    the SG-MCMC pre-training; 0.32 against 0.77 ms per network-step on one thread,
-    benchmarks/RESULTS.md)."""
+    the SG-MCMC pre-training; 2.9-3.4x the network-steps/s of a loop of K = 5 fits,
+    benchmarks/RESULTS.md section 1)."""
     return cfg.model == "cnf" and cfg.method in ("vi", "adammcmc", "sgld", "sghmc")
 
 
@@ -68,6 +68,13 @@ def _training_data(cfg: RunConfig, k: int, source: Source) -> tuple[Any, Any, An
     train = source.train_sets[k]
     feats = make_features(cfg, source.kind, train)
     return feats, encode_events(source.kind, feats, train), model_context(source.kind, train)
+
+
+def _fit_record(loss: np.ndarray, wall_seconds: float, steps: int, resumed_from: Any) -> dict:
+    """A network's training record: mean loss of its last 5 % of steps, wall time, steps."""
+    tail = loss[-max(1, len(loss) // 20) :]
+    return {"final_loss": float(np.mean(tail)), "wall_seconds": wall_seconds, "steps": steps,
+            "resumed_from": resumed_from}
 
 
 def pretrain_group(
@@ -115,17 +122,10 @@ def pretrain_group(
     except TrainingError as err:
         msg = f"networks {list(ks)}: training failed: {err}"
         raise CalampError(msg) from None
-    loss = hist["loss"]
-    tail = loss[-max(1, len(loss) // 20) :]
     out = {}
     for j, (k, model) in enumerate(zip(ks, group.to_generators(), strict=True)):
-        out[k] = (model, {
-            "final_loss": float(np.mean(tail[:, j])),
-            "wall_seconds": hist["wall_seconds"],
-            "steps": cfg.train_steps,
-            "resumed_from": None,
-            "batched_with": [int(v) for v in ks],
-        })
+        record = _fit_record(hist["loss"][:, j], hist["wall_seconds"], cfg.train_steps, None)
+        out[k] = (model, {**record, "batched_with": [int(v) for v in ks]})
     return out
 
 
@@ -277,14 +277,9 @@ def train_network(
         except TrainingError as err:
             msg = f"network {k}: training failed: {err}"
             raise CalampError(msg) from None
-        loss = hist["loss"]
-        tail = loss[-max(1, len(loss) // 20) :]
-        return {
-            "final_loss": float(np.mean(tail)),
-            "wall_seconds": hist["wall_seconds"],
-            "steps": cfg.train_steps,
-            "resumed_from": hist["resumed_from"],
-        }
+        return _fit_record(
+            np.asarray(hist["loss"]), hist["wall_seconds"], cfg.train_steps, hist["resumed_from"]
+        )
 
     if cfg.method == "ensemble":
         model = None

@@ -86,47 +86,40 @@ def test_readme_layout_table_names_every_module_and_nothing_else() -> None:
         assert target.exists(), f"README layout table names {p}, which does not exist"
 
 
-def test_ring_adammcmc_section_is_the_rendering_of_its_json() -> None:
+def _script(path: str):
+    """Load a study/benchmark script by its path (they are not packages)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(
-        "ring_mcmc_point", ROOT / "analysis" / "ring_mcmc_point.py"
-    )
+    spec = importlib.util.spec_from_file_location(Path(path).stem, ROOT / path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    point = json.loads(mod.POINT_JSON.read_text())
+    return mod
+
+
+def _generated_section(mod) -> str:
+    """The one section between ``mod.BEGIN`` and ``mod.END`` of ``mod.DOCUMENT``, markers kept."""
     text = mod.DOCUMENT.read_text()
     assert text.count(mod.BEGIN) == 1 and text.count(mod.END) == 1
-    section = mod.BEGIN + text.split(mod.BEGIN, 1)[1].split(mod.END, 1)[0] + mod.END
-    assert section == mod.render(point), "rerun: python analysis/ring_mcmc_point.py render"
+    return mod.BEGIN + text.split(mod.BEGIN, 1)[1].split(mod.END, 1)[0] + mod.END
+
+
+def test_ring_adammcmc_section_is_the_rendering_of_its_json() -> None:
+    mod = _script("analysis/ring_mcmc_point.py")
+    point = json.loads(mod.POINT_JSON.read_text())
+    assert _generated_section(mod) == mod.render(point), (
+        "rerun: python analysis/ring_mcmc_point.py render")
 
 
 def test_quadrature_benchmark_section_is_the_rendering_of_its_json() -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "bench_quadrature", ROOT / "benchmarks" / "bench_quadrature.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _script("benchmarks/bench_quadrature.py")
     results = json.loads(mod.OUT.read_text())
     assert set(results) == {"flow", "cnf"}
-    text = mod.DOCUMENT.read_text()
-    assert text.count(mod.BEGIN) == 1 and text.count(mod.END) == 1
-    section = mod.BEGIN + text.split(mod.BEGIN, 1)[1].split(mod.END, 1)[0] + mod.END
-    assert section == mod.render(results), "rerun: python benchmarks/bench_quadrature.py --render"
+    assert _generated_section(mod) == mod.render(results), (
+        "rerun: python benchmarks/bench_quadrature.py --render")
 
 
 def test_end_to_end_section_is_the_rendering_of_its_json() -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "end_to_end", ROOT / "benchmarks" / "end_to_end.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _script("benchmarks/end_to_end.py")
     rows = json.loads(mod.OUT.read_text())
-    text = mod.DOCUMENT.read_text()
-    assert text.count(mod.BEGIN) == 1 and text.count(mod.END) == 1
-    section = mod.BEGIN + text.split(mod.BEGIN, 1)[1].split(mod.END, 1)[0] + mod.END
-    assert section == mod.render(rows), "rerun: python benchmarks/end_to_end.py render"
+    assert _generated_section(mod) == mod.render(rows), (
+        "rerun: python benchmarks/end_to_end.py render")

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import uproot
+from conftest import interrupt_network_once
 
 from calamp import pipeline
 from calamp.config import make_config
@@ -154,18 +155,7 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch):
     )
     full = pipeline.run_job(cfg, out=tmp_path / "full")
 
-    from calamp import network
-
-    calls = {"n": 0}
-    real_fill = network.fill_network
-
-    def interrupted(cfg_, nd, *args, **kwargs):
-        if nd.network == 1 and calls["n"] == 0:
-            calls["n"] += 1
-            raise KeyboardInterrupt
-        return real_fill(cfg_, nd, *args, **kwargs)
-
-    monkeypatch.setattr(network, "fill_network", interrupted)
+    interrupt_network_once(monkeypatch, "fill_network")
     with pytest.raises(KeyboardInterrupt):
         pipeline.run_job(cfg, out=tmp_path / "resumed")
     assert not (tmp_path / "resumed" / "results.json").exists()

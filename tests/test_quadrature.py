@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import interrupt_network_once
 from scipy import stats
 from scipy.optimize import brentq
 
@@ -137,18 +138,7 @@ def test_quadrature_job_is_noise_free_and_resumes(tmp_path, monkeypatch):
         assert other["binnings"][key]["amplification"]["n_prime"] == res["amplification"][
             "n_prime"]
 
-    from calamp import network
-
-    calls = {"n": 0}
-    real = network.integrate_network
-
-    def interrupted(cfg_, nd, *args, **kwargs):
-        if nd.network == 1 and calls["n"] == 0:
-            calls["n"] += 1
-            raise KeyboardInterrupt
-        return real(cfg_, nd, *args, **kwargs)
-
-    monkeypatch.setattr(network, "integrate_network", interrupted)
+    interrupt_network_once(monkeypatch, "integrate_network")
     with pytest.raises(KeyboardInterrupt):
         pipeline.run_job(cfg, out=tmp_path / "resumed")
     resumed = pipeline.run_job(cfg, out=tmp_path / "resumed", resume=True)
