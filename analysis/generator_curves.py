@@ -11,7 +11,7 @@ Baseline: the independent-cells model (every cell drawn from its own training ma
 
 Run: ``python analysis/generator_curves.py`` (about 15 min on 2 cores); writes
 ``analysis/results/generator_curves.json``. ``--settings`` takes a JSON list of settings to
-replace the default list.
+replace the default list (a setting's optional ``"seed"`` sets the network and batch seed).
 """
 
 from __future__ import annotations
@@ -161,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         "settings": [],
     }
     for s in settings:
-        results["settings"].append(run_setting(s, train, pre, truth_obs, args.n_gen, seed=0))
+        results["settings"].append(
+            run_setting(s, train, pre, truth_obs, args.n_gen, seed=s.get("seed", 0))
+        )
         write_json(args.out, add_a_true(results))  # after every setting: partial runs keep curves
     return 0
 

@@ -103,7 +103,7 @@ def render(point: dict[str, Any]) -> str:
         "",
         f"Command: `{point['command']}`" if point.get("command") else "Command: not recorded",
         "",
-        f"Wall time {point['wall_seconds'] / 60:.1f} min on the 2-core CPU "
+        f"Wall time {point['wall_seconds']:.0f} s on the 2-core CPU "
         f"({point['worker_processes']} worker processes).",
         "",
         "| network | pre-training s | sampler s | generation s | acceptance "
@@ -160,7 +160,7 @@ def _reading(point: dict[str, Any]) -> list[str]:
         f"{point['settings']['draws']} draws). MAD {_span(mads)} (goal ≤ {goals['mad_max']}), "
         f"n'/n_eq {_span(ratios)} (goal {lo}–{hi}): {under} of {len(grids)} grids "
         f"under-confident, {over} over-confident; goal {'met' if met else 'not met'} in "
-        f"{point['wall_seconds'] / 60:.1f} min.",
+        f"{point['wall_seconds']:.0f} s.",
     ]
 
 

@@ -63,16 +63,19 @@ class Study:
         line: Callable[[str, dict], str],
         option_help: str | None = None,
         inputs: Mapping[str, Mapping[str, Any]] | None = None,
+        document: Callable[[dict], Path] | None = None,
     ) -> int:
         """The command line: ``run`` (train/draw/fill), ``report`` (summary + figures), ``all``.
 
         ``inputs`` are extra options (flag: ``add_argument`` keywords) placed before the
         folders. ``run(args, tags)`` runs the selected points, ``summarise(args)`` builds the
         summary, ``figures(args, summary)`` draws the study figures and ``line(tag, point)`` is
-        the point's line in the printed report.
+        the point's line in the printed report; ``document(summary)`` writes the results
+        document (``report`` for the ``small`` budget, and ``document``: from the committed
+        ``<study>_summary.json`` alone).
         """
         p = argparse.ArgumentParser(description=self.doc.split("\n\n")[0])
-        p.add_argument("step", choices=("run", "report", "all"))
+        p.add_argument("step", choices=("run", "report", "document", "all"))
         p.add_argument("--budget", choices=sorted(self.budgets), default="small")
         p.add_argument(f"--{self.option}", default=",".join(self.points), help=option_help)
         for flag, kwargs in (inputs or {}).items():
@@ -88,6 +91,13 @@ class Study:
             what = self.option[:-1]  # "configs" -> "config"
             print(f"{self.name}_study: error: unknown {what}(s) {unknown}", file=sys.stderr)
             return 2
+        if args.step == "document":
+            if document is None:
+                print(f"{self.name}_study: error: no results document", file=sys.stderr)
+                return 2
+            summary = json.loads((args.results / f"{self.name}_summary.json").read_text())
+            print(f"[{self.name}] document: {document(summary)}")
+            return 0
         if args.step in ("run", "all"):
             run(args, tags)
         if args.step in ("report", "all"):
@@ -97,6 +107,8 @@ class Study:
             print(f"[{self.name}] summary: {path}")
             for t, pt in summary["points"].items():
                 print(line(t, pt))
+            if document is not None and args.budget == "small":
+                print(f"[{self.name}] document: {document(summary)}")
         return 0
 
 

@@ -68,6 +68,8 @@ def analyse_binning(
     n_truth: float | None,
     n_boot: int = 0,
     seed: int = 0,
+    batches: np.ndarray | None = None,
+    batch_sizes: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Amplification, coverage and closure of one binning.
 
@@ -83,14 +85,38 @@ def analyse_binning(
         n_truth: size of the truth sample (None: exact truth).
         n_boot: bootstrap replicas of the coverage band (0: none).
         seed: seed of the coverage randomisation and bootstrap.
+        batches, batch_sizes: (K, s, m, B) batch fractions and (m,) batch sizes of draws that
+            share their latent noise (common random numbers), else None. The noise is then
+            estimated from the batches (:func:`calamp.stats.amplification`) and handed to the
+            coverage in place of the multinomial one. The noise the draws share,
+            mean(1 - mean)/(g - 1) - N per bin, widens the closure's posterior-mean precision
+            and no randomisation of the truth can match it: the coverage is judged only where
+            it is <= :data:`COMMON_NOISE_SHARE` of the weight spread
+            (``coverage["common_noise_share"]``).
 
     Returns:
         The ``results.json`` entry ``binnings["NAME/qN"]`` (schema: :mod:`calamp.schema`).
     """
     fractions = np.asarray(fractions, np.float64)
     k = fractions.shape[0]
-    amp = stats.amplification(fractions, n_generated, truth=truth)
+    common = batches is not None
+    amp = stats.amplification(
+        fractions, n_generated, truth=truth, batches=batches, batch_sizes=batch_sizes
+    )
     c = amp.combined
+    shared = share = None
+    if common:
+        # the noise offset every draw of a network carries: Var ĥ̄ = S²/s + (1 - 1/s) ·
+        # (mean(1 - mean)/(g - 1) - N), the covariance of two draws' noise
+        g = float(np.sum(batch_sizes))
+        s_draws = fractions.shape[1]
+        offset = amp.mean * (1.0 - amp.mean) / (g - 1.0)
+        shared = np.maximum(offset - amp.noise, 0.0)  # what two draws' noise has in common
+        t = np.asarray(truth, np.float64) / np.sum(truth)
+        w = np.where(amp.masked, 0.0, 1.0 / np.where(amp.masked, 1.0, t))
+        weight = float(np.mean(np.sum(w * (amp.std**2 - amp.noise), axis=-1)))
+        share = float(np.mean(np.sum(w * shared, axis=-1))) / weight if weight > 0 else np.inf
+        shared = (1.0 - 1.0 / s_draws) * shared
     amplification = {
         "n_prime": np.asarray(amp.n_prime, float).tolist(),
         "n_prime_low": np.asarray(amp.n_prime_low, float).tolist(),
@@ -112,10 +138,22 @@ def analyse_binning(
         "per_bin_mean": amp.per_bin_combined.tolist(),
     }
     grid = tuple(shape) if len(shape) == 2 else None
+    # common noise: the truth gets the draws' own (split-batch) noise, not the multinomial one
+    cov_noise = amp.noise if common else None
     cov = stats.coverage(
-        fractions, truth, grid_shape=grid, n_generated=n_generated, n_truth=n_truth, seed=seed
+        fractions,
+        truth,
+        grid_shape=grid,
+        n_generated=n_generated,
+        n_truth=n_truth,
+        seed=seed,
+        noise=cov_noise,
     )
     coverage = cov.to_dict()
+    if common:
+        coverage["common_noise_share"] = share
+        if not share <= COMMON_NOISE_SHARE:
+            coverage["state"] = "not judged (common noise)"
     if n_boot >= 2:
         cb = stats.bootstrap_coverage(
             fractions,
@@ -125,11 +163,14 @@ def analyse_binning(
             n_generated=n_generated,
             n_truth=n_truth,
             noise_seed=seed,
+            noise=cov_noise,
         )
         coverage["band_low"] = np.asarray(cb.low).tolist()
         coverage["band_high"] = np.asarray(cb.high).tolist()
         coverage["mad_std"] = None if cb.mad is None else float(cb.mad.std)
-    clo = stats.closure(fractions, truth, n_train, n_truth=n_truth, amplification=amp)
+    clo = stats.closure(
+        fractions, truth, n_train, n_truth=n_truth, amplification=amp, shared_noise=shared
+    )
     closure = clo.to_dict()
     cc = clo.combined
     p = np.asarray(truth, np.float64) / np.sum(truth)
@@ -172,6 +213,11 @@ def analyse_binning(
     )
 
 
+COMMON_NOISE_SHARE = 0.1
+"""With common generation noise, coverage is judged only where the noise offset shared by the
+draws is at most this share of the weight spread (precision-weighted over bins, ≈ n'/g)."""
+
+
 def summary_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per observable binning: n', amplification, MAD (and floor), n_eq, verdict."""
     rows = []
@@ -193,6 +239,7 @@ def summary_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "amplification_paper": amp["mean_factor_paper"],
                 "noise_fraction": noise,
                 "generated_for_noise_10pct": generated_for_noise(g, noise, 0.1),
+                "common_noise_share": cov.get("common_noise_share"),
                 "mad": cov["mad"],
                 "mad_floor": cov["mad_floor"]["mean"],
                 "calibration": cov["state"],
@@ -269,6 +316,18 @@ def format_summary(results: Mapping[str, Any]) -> str:
         lines.append(
             f"generation noise <= 10 % of the spread in every binning needs --generated "
             f"{max(needs)} (this run: {g:.0f} events per draw)"
+        )
+    shares = [row.get("common_noise_share") for row in results["summary"]]
+    shares = [v for v in shares if v is not None]
+    if shares and g:
+        worst = max(shares)
+        need = "more than any finite run" if not np.isfinite(worst) else (
+            f"--generated {int(1000 * np.ceil(g * worst / COMMON_NOISE_SHARE / 1000))}"
+        )
+        lines.append(
+            f"common generation noise: the draws share a noise offset of up to "
+            f"{_pct(worst)} of the weight spread; coverage is judged where it is <= "
+            f"{_pct(COMMON_NOISE_SHARE)} (every binning: {need})"
         )
     for text in (results.get("data") or {}).get("warnings") or []:
         lines.append(f"warning: {text}")

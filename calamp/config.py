@@ -18,6 +18,7 @@ __all__ = [
     "MODELS",
     "METHODS",
     "MODEL_SIZES",
+    "NOISE_BATCHES",
     "model_size",
     "SHOWER_OBSERVABLES",
     "RunConfig",
@@ -28,6 +29,10 @@ __all__ = [
 ]
 
 MODELS = ("flow", "maf", "cnf", "gan")
+NOISE_BATCHES = 10
+"""Event batches per draw with ``generation_noise = "common"``: batch b of every draw of a
+network maps the same latent noise; the batches give the noise estimate and its error
+(:func:`calamp.stats.amplification`, ``batches``)."""
 METHODS = ("vi", "adammcmc", "sgld", "sghmc", "ensemble", "oracle")
 SHOWER_OBSERVABLES = (
     "e_total",
@@ -85,6 +90,13 @@ class RunConfig:
             model that has a density, ``flow``/``maf``/``cnf``: each draw's exact bin
             probabilities by quadrature of its density, :mod:`calamp.quadrature`; no
             generation noise at all).
+        generation_noise: ``independent`` (default: every draw gets its own latent noise; the
+            coverage randomisation is exact) or ``common`` (common random numbers: every draw
+            of a network maps the same latent noise, in :data:`NOISE_BATCHES` batches, so the
+            spread over draws is the weight uncertainty and n' needs far fewer events; the
+            noise left is estimated from the batches. The draws then share one noise offset
+            that their spread does not show: coverage is only judged where that offset is
+            below 10 % of the weight spread, g >= 10 n'.)
         train_steps, batch_size, learning_rate: (pre-)training schedule (Adam).
         lr_schedule: ``cosine`` (learning rate decays to 0 over ``train_steps``; removes most of
             the minibatch jitter of the final weights) or ``constant``.
@@ -150,6 +162,7 @@ class RunConfig:
     draws: int = 50
     generated: int = 10_000
     bin_probabilities: str = "sampled"
+    generation_noise: str = "independent"
     train_steps: int = 1_500
     batch_size: int = 256
     learning_rate: float = 1e-3
@@ -387,6 +400,23 @@ def validate(cfg: RunConfig) -> None:
         "bin_probabilities",
         f"must be 'sampled' or 'quadrature', got {cfg.bin_probabilities!r}",
     )
+    _check(
+        cfg.generation_noise in ("independent", "common"),
+        "generation_noise",
+        f"must be 'independent' or 'common', got {cfg.generation_noise!r}",
+    )
+    if cfg.generation_noise == "common":
+        _check(
+            cfg.bin_probabilities == "sampled",
+            "generation_noise",
+            "common noise needs sampled bin probabilities (quadrature has no noise)",
+        )
+        _check(
+            cfg.generated >= 2 * NOISE_BATCHES,
+            "generation_noise",
+            f"common noise needs --generated >= {2 * NOISE_BATCHES} ({NOISE_BATCHES} batches "
+            f"of >= 2 events), got {cfg.generated}",
+        )
     if cfg.bin_probabilities == "quadrature":
         _check(
             cfg.toy == "ring" and cfg.model in ("flow", "maf", "cnf") and cfg.method != "oracle",

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from calamp.config import RunConfig
+from calamp.config import NOISE_BATCHES, RunConfig
 from calamp.histograms import Binning, HistogramSet
 from calamp.io import CalampError, ShowerSet
 from calamp.posterior import NetworkDraws
@@ -28,6 +28,7 @@ __all__ = [
     "QUADRATURE_REFINEMENTS",
     "QUADRATURE_START_ORDER",
     "QUADRATURE_TOLERANCE",
+    "batch_edges",
     "draw_events",
     "fill_network",
     "generation_context",
@@ -57,13 +58,16 @@ def draw_events(cfg: RunConfig, nd: NetworkDraws, kind: str, i: int, n: int) -> 
     """The generated events of draw i of a network, decoded, in chunks of ``cfg.chunk_size``.
 
     One code path for histogram filling, ``--write-samples`` and the dask tasks' whole-draw
-    mode: the seeds are ``("generate", k, i)`` (per event block) and ``("context", k, i)``,
+    mode: the seeds are ``("generate", k, i)`` (per event block) and ``("context", k, i)``
+    (``("generate", k)`` and ``("context", k)`` for every draw with common generation noise),
     so the first n events are the same for every n that is a multiple of the generation block
     and for n = ``cfg.generated``.
     """
     nd.model.set_eval_weights(nd.weights[i])
-    seed = derive_seed(cfg.seed, "generate", nd.network, i)
-    ctx, e_inc = generation_context(nd, n, derive_seed(cfg.seed, "context", nd.network, i))
+    # common random numbers: the same latent noise (and context) for every draw of a network
+    draw = () if cfg.generation_noise == "common" else (i,)
+    seed = derive_seed(cfg.seed, "generate", nd.network, *draw)
+    ctx, e_inc = generation_context(nd, n, derive_seed(cfg.seed, "context", nd.network, *draw))
     start = 0
     for chunk in nd.model.sample_chunks(n, ctx, seed=seed, chunk_size=cfg.chunk_size):
         echunk = None if e_inc is None else e_inc[start : start + len(chunk)]
@@ -78,17 +82,25 @@ def fill_network(
 
     Returns:
         ``{"counts": {key: (s, B)}, "n_filled": (s,), "mean_image": (s, ny, nx) or None,
-        "wall_seconds": float}``.
+        "wall_seconds": float}``; with common generation noise also ``"batch_counts":
+        {key: (s, m, B)}`` and ``"batch_filled": (s, m)`` (:func:`batch_edges`).
     """
-    hset = HistogramSet(binnings, 1, len(nd.weights))
+    cuts = batch_edges(cfg)
+    hset = HistogramSet(binnings, len(cuts) - 1, len(nd.weights))
     names = tuple({split_key(k)[0] for k in binnings})
     mean_images = None
     t0 = time.perf_counter()
     bar = tqdm(total=len(nd.weights), disable=not cfg.progress, desc=f"generate net {nd.network}")
     for i in range(len(nd.weights)):
+        start = 0
         for events in draw_events(cfg, nd, kind, i, cfg.generated):
             obs = event_observables(kind, events, names)
-            hset.fill(0, i, {key: obs[split_key(key)[0]] for key in binnings})
+            stop = start + len(events)
+            for b in range(len(cuts) - 1):  # the batches this chunk overlaps
+                lo, hi = max(cuts[b], start) - start, min(cuts[b + 1], stop) - start
+                if hi > lo:
+                    hset.fill(b, i, {key: obs[split_key(key)[0]][lo:hi] for key in binnings})
+            start = stop
             if kind == "showers":
                 if mean_images is None:
                     mean_images = np.zeros((len(nd.weights), *events.shape))
@@ -97,12 +109,23 @@ def fill_network(
             mean_images[i] /= cfg.generated
         bar.update(1)
     bar.close()
-    return {
-        "counts": {key: h.counts[0] for key, h in hset.items()},
-        "n_filled": next(iter(hset.values())).n_filled[0],
+    out = {
+        "counts": {key: h.counts.sum(axis=0) for key, h in hset.items()},
+        "n_filled": next(iter(hset.values())).n_filled.sum(axis=0),
         "mean_image": mean_images,
         "wall_seconds": time.perf_counter() - t0,
     }
+    if cfg.generation_noise == "common":
+        out["batch_counts"] = {key: np.swapaxes(h.counts, 0, 1) for key, h in hset.items()}
+        out["batch_filled"] = np.swapaxes(next(iter(hset.values())).n_filled, 0, 1)
+    return out
+
+
+def batch_edges(cfg: RunConfig) -> np.ndarray:
+    """Event indices that cut a draw's ``cfg.generated`` events into batches: (m + 1,), m =
+    :data:`~calamp.config.NOISE_BATCHES` with common generation noise, else 1 (one batch)."""
+    m = NOISE_BATCHES if cfg.generation_noise == "common" else 1
+    return (np.arange(m + 1) * cfg.generated) // m
 
 
 QUADRATURE_TOLERANCE = 0.1

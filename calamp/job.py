@@ -21,7 +21,7 @@ import numpy as np
 from calamp import __version__
 from calamp.analysis import format_summary, summary_rows
 from calamp.config import RunConfig, model_size
-from calamp.generation import write_samples
+from calamp.generation import batch_edges, write_samples
 from calamp.histograms import Binning
 from calamp.io import CalampError, ShowerSet
 from calamp.network import load_network, network_task
@@ -50,6 +50,8 @@ def analyse(
     *,
     n_filled: np.ndarray | None = None,
     n_truth: float | None = None,
+    batches: np.ndarray | None = None,
+    batch_sizes: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """All statistics of one observable binning (:func:`calamp.analysis.analyse_binning`).
 
@@ -61,6 +63,8 @@ def analyse(
         n_filled: (K, s) events per draw (default: ``cfg.generated`` each; ignored, no
             generation noise, when ``cfg.bin_probabilities == "quadrature"``).
         n_truth: size of the truth sample behind ``truth`` (None: exact).
+        batches, batch_sizes: (K, s, m, B) fractions of the m event batches of every draw and
+            (m,) their nominal sizes, with common generation noise (else None).
     """
     from calamp.analysis import analyse_binning
 
@@ -81,6 +85,8 @@ def analyse(
         n_train=n_train,
         n_generated=g,
         n_truth=n_truth,
+        batches=batches,
+        batch_sizes=batch_sizes,
         n_boot=cfg.bootstrap,
         seed=derive_seed(cfg.seed, "coverage"),
     )
@@ -335,6 +341,7 @@ def run_job(
                 "n_draws": cfg.draws,
                 "n_generated_per_draw": None if quadrature else cfg.generated,
                 "bin_probabilities": cfg.bin_probabilities,
+                "generation_noise": cfg.generation_noise,
                 "n_truth": _truth_size(source),
             },
             "networks": [pn["info"] for pn in per_net],
@@ -350,6 +357,13 @@ def run_job(
                 n_filled = np.stack([pn["n_filled"] for pn in per_net]).astype(np.float64)
                 fractions = counts / n_filled[:, :, None]
                 arrays["n_filled"] = n_filled
+            batches = sizes = None
+            if cfg.generation_noise == "common":
+                bc = np.stack([pn["batch_counts"][key] for pn in per_net]).astype(np.float64)
+                bf = np.stack([pn["batch_filled"] for pn in per_net]).astype(np.float64)
+                batches = bc / bf[..., None]
+                sizes = np.diff(batch_edges(cfg)).astype(np.float64)
+                arrays[f"batches/{key}"] = batches
             res = analyse(
                 cfg,
                 key,
@@ -360,6 +374,8 @@ def run_job(
                 source.n_train,
                 n_filled=n_filled,
                 n_truth=_truth_size(source),
+                batches=batches,
+                batch_sizes=sizes,
             )
             results["binnings"][key] = res
             arrays[f"fractions/{key}"] = fractions
@@ -462,6 +478,12 @@ def reanalyse(out: str | Path, *, plots: bool | None = None) -> dict[str, Any]:
             n_train,
             n_filled=arrays.get("n_filled"),
             n_truth=results["data"].get("n_truth"),
+            batches=arrays.get(f"batches/{key}"),
+            batch_sizes=(
+                np.diff(batch_edges(cfg)).astype(np.float64)
+                if cfg.generation_noise == "common"
+                else None
+            ),
         )
     results["summary"] = summary_rows(results)
     write_root(out / "results.root", root_records(results, arrays))

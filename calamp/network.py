@@ -47,8 +47,10 @@ def run_network(
 
     Returns:
         ``{"counts": {key: (s, B)}, "n_filled": (s,), "mean_image": (s, ny, nx) | None,
-        "info": training and generation facts}``; with ``cfg.bin_probabilities ==
-        "quadrature"`` ``{"probabilities": {key: (s, B)}, "mean_image": None, "info": ...}``
+        "info": training and generation facts}`` (with common generation noise also
+        ``"batch_counts"`` and ``"batch_filled"``, :func:`~calamp.generation.fill_network`);
+        with ``cfg.bin_probabilities == "quadrature"``
+        ``{"probabilities": {key: (s, B)}, "mean_image": None, "info": ...}``
         (the draws' exact bin probabilities, :func:`~calamp.generation.integrate_network`).
     """
     from calamp.bayes.store import DrawStore
@@ -68,12 +70,16 @@ def run_network(
                     "mean_image": None,
                     "info": info,
                 }
-            return {
+            result = {
                 "counts": {key: data[f"counts/{key}"] for key in binnings},
                 "n_filled": data["n_filled"],
                 "mean_image": data["mean_image"] if "mean_image" in data.files else None,
                 "info": info,
             }
+            if "batch_filled" in data.files:  # common generation noise
+                result["batch_counts"] = {key: data[f"batch_counts/{key}"] for key in binnings}
+                result["batch_filled"] = data["batch_filled"]
+            return result
     nd = train_network(cfg, k, source, workdir=out / "checkpoints", pretrained=pretrained)
     if k not in store.networks():
         meta = {
@@ -105,6 +111,11 @@ def run_network(
             "mean_image": filled["mean_image"],
             "info": info,
         }
+        if "batch_filled" in filled:  # common generation noise
+            arrays.update({f"batch_counts/{key}": v for key, v in filled["batch_counts"].items()})
+            arrays["batch_filled"] = filled["batch_filled"]
+            result["batch_counts"] = filled["batch_counts"]
+            result["batch_filled"] = filled["batch_filled"]
     if filled["mean_image"] is not None:
         arrays["mean_image"] = filled["mean_image"]
     with atomic_path(part) as tmp, open(tmp, "wb") as fh:

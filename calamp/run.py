@@ -37,6 +37,9 @@ _HELP = {
     "generated": "g generated events per draw (default 10000)",
     "bin_probabilities": "sampled (count generated events, default) or quadrature (ring: exact "
     "bin probabilities of each draw's density, no generation noise)",
+    "generation_noise": "independent (default: own latent noise per draw) or common (common "
+    "random numbers: the same noise for every draw of a network; exact n' with few events, "
+    "coverage judged only where g >= 10 n')",
     "train_steps": "(pre-)training steps per network",
     "batch_size": "training batch size",
     "learning_rate": "Adam learning rate",

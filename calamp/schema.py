@@ -5,13 +5,14 @@ Top level::
     calamp_version: str            versions: {package: version}
     config: {option: value}        seeds: {master: int, derivation: str}
     data: {kind, source, training_sets, truth, truth_is_exact, n_train, n_networks, n_draws,
-           n_generated_per_draw, n_truth}
+           n_generated_per_draw, bin_probabilities, generation_noise, n_truth}
     networks: [ {n_train, batch_size, fit, wall_seconds, generate_seconds, ...} ]  (K entries)
     binnings: { "OBS/qN": BINNING }
     summary: [ {binning, n_bins, n_prime, n_prime_is_bound, amplification, amplification_low,
                 amplification_high, amplification_paper,
                 noise_fraction, mad, mad_floor, calibration, n_eq, n_eq_is_bound,
-                true_amplification, verdict} ]
+                true_amplification, verdict, generated_for_noise_10pct,
+                common_noise_share (null unless generation_noise is common)} ]
     timings: {binning_seconds, statistics_seconds, total_seconds, ...}
     figures: [relative PNG paths]   (absent with --no-plots)
 
@@ -28,7 +29,9 @@ BINNING::
                     estimate_used, per_bin_mean [B]}
     coverage: {levels [L], empirical [L], mad, mad_floor: {mean, q95, limit}, state,
                noise_dominated, per_network [K][L], mad_axis, profile, grid_shape,
-               band_low? [L], band_high? [L], mad_std?}
+               band_low? [L], band_high? [L], mad_std?, common_noise_share? (common
+               generation noise: the shared noise offset / weight spread; the state is
+               "not judged (common noise)" above 0.1)}
     closure: {jsd [K], n_eq [K], n_eq_low [K], n_eq_high [K], is_bound [K], amplification [K],
               precision [K], precision_err [K], combined: {jsd, n_eq, ..., verdict}, n_train,
               n_truth, jsd_train [K], n_eq_train [K], generated_closer_than_train [K],

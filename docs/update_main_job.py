@@ -42,8 +42,8 @@ def _fmt(v: float | None, digits: int = 3) -> str:
 def table(rows: list[dict], n_bins: int = 10) -> str:
     """Markdown table of the summary rows with ``n_bins`` bins."""
     lines = [
-        f"| observable ({n_bins} quantiles, fewer where tied) | A = n'/n [interval] | A_true = n_eq/n | MAD (floor) "
-        "| verdict |",
+        f"| observable ({n_bins} quantiles, fewer where tied) | A = n'/n [interval] "
+        "| A_true = n_eq/n | MAD (floor) | verdict |",
         "|---|---|---|---|---|",
     ]
     for r in rows:

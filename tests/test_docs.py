@@ -25,10 +25,17 @@ def _block_numbers_missing(marker: str, json_path: Path) -> list[str]:
     text = (ROOT / "README.md").read_text()
     assert f"<!-- {marker}:begin" in text, marker
     block = text.split(f"<!-- {marker}:begin", 1)[1].split(f"<!-- {marker}:end -->", 1)[0]
-    block = re.sub(r"<!--.*?-->", "", block.split("-->", 1)[1], flags=re.S)  # the markers
+    block = block.split("-->", 1)[1]
+    return _numbers_missing(block, _numbers(json.loads(json_path.read_text())))
+
+
+def _numbers_missing(block: str, values: list[float]) -> list[str]:
+    """Numbers in a markdown text (markers, code and figure paths left out) that are not among
+    ``values`` at the text's rounding."""
+    block = re.sub(r"<!--.*?-->", "", block, flags=re.S)  # markers
+    block = re.sub(r"```.*?```", "", block, flags=re.S)  # code blocks
     block = re.sub(r"\(docs/[^)]*\)|`[^`]*`", "", block)  # figure paths, code spans
     block = re.sub(r"(?<=\d),(?=\d{3})", "", block)  # 10,000 -> 10000
-    values = _numbers(json.loads(json_path.read_text()))
     missing = []
     for token in re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?:e[+-]?\d+)?", block):
         if "e" in token:
@@ -123,3 +130,36 @@ def test_end_to_end_section_is_the_rendering_of_its_json() -> None:
     rows = json.loads(mod.OUT.read_text())
     assert _generated_section(mod) == mod.render(rows), (
         "rerun: python benchmarks/end_to_end.py render")
+
+
+def test_common_noise_benchmark_section_is_the_rendering_of_its_json() -> None:
+    mod = _script("benchmarks/bench_common_noise.py")
+    results = json.loads(mod.OUT.read_text())
+    assert _generated_section(mod) == mod.render(results), (
+        "rerun: python benchmarks/bench_common_noise.py --render")
+
+
+def test_study_documents_hold_only_numbers_of_their_json() -> None:
+    """RING_RESULTS.md and CALO_RESULTS.md are generated from the summary JSON (``document``
+    step): every number in them is a number of the JSON they are generated from."""
+    res = ROOT / "analysis" / "results"
+    for doc, sources in (
+        ("RING_RESULTS.md", ("ring_summary.json", "ring_adammcmc_point.json")),
+        ("CALO_RESULTS.md", ("calo_summary.json",)),
+    ):
+        values = [v for name in sources for v in _numbers(json.loads((res / name).read_text()))]
+        missing = _numbers_missing((ROOT / "analysis" / doc).read_text(), values)
+        assert not missing, f"analysis/{doc}: numbers not in {sources}: {missing[:20]}"
+
+
+def test_study_documents_are_the_rendering_of_their_json() -> None:
+    for script, name in (("analysis/ring_study.py", "ring"), ("analysis/calo_study.py", "calo")):
+        mod = _script(script)
+        summary = json.loads((ROOT / "analysis" / "results" / f"{name}_summary.json").read_text())
+        if name == "ring":
+            point = json.loads(mod.MCMC_POINT.read_text())
+            expected = mod.document(summary, point)
+        else:
+            expected = mod.document(summary)
+        assert mod.DOCUMENT.read_text() == expected.rstrip("\n") + "\n", (
+            f"rerun: python {script} document")

@@ -24,6 +24,15 @@ draw i in bin j, b_ij the bin probability of draw i's weights, t_j the truth.
   factor being the exact correction of E[1/S²] for Gaussian, noise-free draws.
 * The paper's total Σ_j mean_j²/S_j² (Poisson form, no corrections) is kept as
   ``n_prime_paper`` for comparison with arXiv:2408.00838.
+* Common random numbers (``batches``): when every draw of a network maps the same latent
+  noise, the remaining noise is not multinomial (only events near a bin edge change bin
+  between draws), but whatever it is, its share of the sample variance scales as 1/g. With the
+  events of each draw cut into m batches of g_b events (the same latent noise for batch b of
+  every draw), E[S_b²] = Var b + c/g_b and E[S²] = Var b + c/g, so
+  N_j = (mean_b S_bj² - S_j²) / (g · mean_b(1/g_b) - 1) is an unbiased estimate of the noise
+  c/g with no model of the noise, and V_j = S_j² - N_j as before. The shared noise also moves
+  P in a way the draws cannot see: its error adds a jackknife over the m batches (leave one
+  batch out) to the one over draws, in quadrature.
 """
 
 from __future__ import annotations
@@ -124,22 +133,83 @@ def invert_precision(p: np.ndarray, err: np.ndarray) -> dict[str, np.ndarray]:
     return {"n_prime": n_prime, "low": lo, "high": hi, "is_bound": bound}
 
 
-def _network(h: np.ndarray, g: np.ndarray | None, w: np.ndarray) -> dict[str, Any]:
-    """One network: h (s, B) fractions, g (s,) events per draw, w (B,) precision weights."""
+def _var_loo(h: np.ndarray) -> np.ndarray:
+    """(s, B) sample variances (ddof 1) of h (s, B) with draw i left out, row i."""
+    s = h.shape[0]
+    m_loo = (h.sum(axis=0)[None] - h) / (s - 1)
+    return ((h * h).sum(axis=0)[None] - h * h - (s - 1) * m_loo * m_loo) / (s - 2)
+
+
+def _var_loo(h: np.ndarray) -> np.ndarray:
+    """(s, B) sample variances (ddof 1) of h (s, B) with draw i left out, row i."""
+    s = h.shape[0]
+    m_loo = (h.sum(axis=0)[None] - h) / (s - 1)
+    return ((h * h).sum(axis=0)[None] - h * h - (s - 1) * m_loo * m_loo) / (s - 2)
+
+
+def _batch_precision(hb: np.ndarray, gb: np.ndarray, w: np.ndarray) -> dict[str, Any]:
+    """Split-batch noise estimate (module docstring) of one network.
+
+    hb (s, m, B) fractions of the m batches of every draw, gb (m,) their sizes, w (B,) weights.
+    """
+    s, m, _ = hb.shape
+    g = float(gb.sum())
+    full = np.einsum("smb,m->sb", hb, gb) / g
+    factor = g * float(np.mean(1.0 / gb)) - 1.0
+
+    def noise_of(var_full: np.ndarray, var_batches: np.ndarray) -> np.ndarray:
+        return (var_batches.mean(axis=0) - var_full) / factor
+
+    var = full.var(axis=0, ddof=1)
+    var_b = hb.var(axis=0, ddof=1)  # (m, B)
+    noise = noise_of(var, var_b)
+    err2 = np.nan
+    if s >= 3 and m >= 2:
+        loo = _var_loo(full)
+        loo_b = np.stack([_var_loo(hb[:, b]) for b in range(m)], axis=1)  # (s, m, B)
+        p_loo = (loo - (loo_b.mean(axis=1) - loo) / factor) @ w
+        err2 = (s - 1) / s * np.sum((p_loo - p_loo.mean()) ** 2)
+        if m >= 3:  # leave one batch of events out: the shared noise's share of the error
+            p_b = []
+            for b in range(m):
+                keep = np.arange(m) != b
+                g_k = gb[keep]
+                f_k = np.einsum("smb,m->sb", hb[:, keep], g_k) / g_k.sum()
+                v_k = f_k.var(axis=0, ddof=1)
+                fac_k = g_k.sum() * float(np.mean(1.0 / g_k)) - 1.0
+                p_b.append(w @ (v_k - (var_b[keep].mean(axis=0) - v_k) / fac_k))
+            p_b = np.asarray(p_b)
+            err2 += (m - 1) / m * np.sum((p_b - p_b.mean()) ** 2)
+    return {"full": full, "var": var, "noise": noise, "err": float(np.sqrt(err2))}
+
+
+def _network(
+    h: np.ndarray,
+    g: np.ndarray | None,
+    w: np.ndarray,
+    batches: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """One network: h (s, B) fractions, g (s,) events per draw, w (B,) precision weights;
+    ``batches``: ((s, m, B) batch fractions, (m,) batch sizes) of draws with common noise."""
     s = h.shape[0]
     mean = h.mean(axis=0)
-    var = h.var(axis=0, ddof=1)
-    noise_i = np.zeros_like(h) if g is None else h * (1.0 - h) / (g[:, None] - 1.0)
-    noise = noise_i.mean(axis=0)
-    v = var - noise
-    precision = float(w @ v)
-    err = np.nan
-    if s >= 3:  # jackknife over draws (leave one draw out)
-        s1, s2, sn = h.sum(axis=0), (h * h).sum(axis=0), noise_i.sum(axis=0)
-        m_loo = (s1[None] - h) / (s - 1)
-        var_loo = (s2[None] - h * h - (s - 1) * m_loo * m_loo) / (s - 2)
-        p_loo = (var_loo - (sn[None] - noise_i) / (s - 1)) @ w
-        err = float(np.sqrt((s - 1) / s * np.sum((p_loo - p_loo.mean()) ** 2)))
+    if batches is not None:
+        split = _batch_precision(batches[0], batches[1], w)
+        var, noise, err = split["var"], split["noise"], split["err"]
+        v = var - noise
+        precision = float(w @ v)
+    else:
+        var = h.var(axis=0, ddof=1)
+        noise_i = np.zeros_like(h) if g is None else h * (1.0 - h) / (g[:, None] - 1.0)
+        noise = noise_i.mean(axis=0)
+        v = var - noise
+        precision = float(w @ v)
+        err = np.nan
+        if s >= 3:  # jackknife over draws (leave one draw out)
+            var_loo = _var_loo(h)
+            noise_loo = (noise_i.sum(axis=0)[None] - noise_i) / (s - 1)
+            p_loo = (var_loo - noise_loo) @ w
+            err = float(np.sqrt((s - 1) / s * np.sum((p_loo - p_loo.mean()) ** 2)))
     spread = float(w @ var)
     return {
         "mean": mean,
@@ -158,6 +228,8 @@ def amplification(
     *,
     truth: np.ndarray | None = None,
     n_truth: float | None = None,
+    batches: np.ndarray | None = None,
+    batch_sizes: Any = None,
 ) -> AmplificationResult:
     """Unbiased Bayesian amplification estimate n' (see the module docstring for the formulas).
 
@@ -165,6 +237,12 @@ def amplification(
         values: (s, B) or (K, s, B) normalised bin fractions per draw.
         n_generated: events per draw g (scalar, (s,) or (K, s)) for the noise correction, or
             None when the fractions are noise-free (bin probabilities).
+        batches: (s, m, B) or (K, s, m, B) fractions of the m event batches of every draw
+            when the draws of a network share their latent noise batch by batch (common
+            random numbers); the noise is then estimated from the batches with no model of it
+            (module docstring) and ``n_generated`` is not used. ``values`` must be their
+            ``batch_sizes``-weighted mean.
+        batch_sizes: (m,) events per batch (m >= 2, each >= 1).
         truth: (B,) truth bin probabilities t_j for the precision weights (default: the mean
             over draws and networks; the truth avoids the small-count bias of 1/mean_j).
         n_truth: size N of the truth sample behind ``truth`` (None: exact). The weight 1/t_j
@@ -177,6 +255,10 @@ def amplification(
     arr, squeeze = as_ksb(values)
     k, s, n_bins = arr.shape
     g = check_generated(n_generated, k, s)
+    split = None
+    if batches is not None:
+        split = _check_batches(batches, batch_sizes, arr)
+        g = None
     t = arr.mean(axis=(0, 1)) if truth is None else check_truth(truth, n_bins)
     if np.any(t < 0):
         msg = "`truth` must be non-negative"
@@ -193,7 +275,15 @@ def amplification(
     n_t = check_n_truth(n_truth)
     inv_t = 1.0 / np.where(masked, 1.0, t) if n_t is None else (n_t + 1.0) / (n_t * t + 1.0)
     w = np.where(masked, 0.0, inv_t) / denom
-    nets = [_network(arr[i], None if g is None else g[i], w) for i in range(k)]
+    nets = [
+        _network(
+            arr[i],
+            None if g is None else g[i],
+            w,
+            None if split is None else (split[0][i], split[1]),
+        )
+        for i in range(k)
+    ]
     mean = np.stack([r["mean"] for r in nets])
     var = np.stack([r["var"] for r in nets])
     v = np.stack([r["v"] for r in nets])
@@ -237,5 +327,29 @@ def amplification(
             bin_prec > 0, 1.0 / np.where(bin_prec > 0, bin_prec, 1.0), np.nan
         ),
         n_draws=s,
-        n_generated=None if g is None else float(g.mean()),
+        n_generated=float(split[1].sum()) if split is not None else (
+            None if g is None else float(g.mean())
+        ),
     )
+
+
+def _check_batches(batches: Any, sizes: Any, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(K, s, m, B) batch fractions and (m,) sizes, checked against the (K, s, B) values."""
+    gb = np.asarray(sizes, np.float64).reshape(-1)
+    hb = np.asarray(batches, np.float64)
+    if hb.ndim == 3:
+        hb = hb[None]
+    k, s, n_bins = arr.shape
+    if hb.ndim != 4 or hb.shape[:2] != (k, s) or hb.shape[3] != n_bins:
+        msg = f"`batches` must have shape (K, s, m, B) with (K, s, B) = {arr.shape}, got " + str(
+            np.shape(batches)
+        )
+        raise ValueError(msg)
+    if gb.shape != (hb.shape[2],) or hb.shape[2] < 2 or not np.all(gb >= 1):
+        msg = f"`batch_sizes` must be {hb.shape[2]} >= 2 sizes >= 1, got {np.shape(sizes)}"
+        raise ValueError(msg)
+    full = np.einsum("ksmb,m->ksb", hb, gb) / gb.sum()
+    if not np.allclose(full, arr, atol=1e-9):
+        msg = "`values` must be the `batch_sizes`-weighted mean of `batches`"
+        raise ValueError(msg)
+    return hb, gb

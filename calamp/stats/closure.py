@@ -326,6 +326,7 @@ def closure(
     *,
     n_truth: float | None = None,
     amplification: AmplificationResult | None = None,
+    shared_noise: np.ndarray | None = None,
 ) -> ClosureResult:
     """JSD of the posterior-mean histogram to the truth, n_eq, n_eq/n and the verdict.
 
@@ -337,6 +338,9 @@ def closure(
         n_truth: truth-sample size N (None: exact).
         amplification: the :func:`calamp.stats.amplification` result of the same values, for
             the verdict.
+        shared_noise: (K, B) or (B,) variance of the posterior mean that the spread of the
+            draws does not show (the noise offset of draws with common random numbers); it
+            is subtracted like the draws' own S_j²/s. None: independent draws.
 
     Returns:
         A :class:`ClosureResult`.
@@ -351,6 +355,8 @@ def closure(
     mask = p > 0
     w = np.where(mask, 1.0 / np.where(mask, p, 1.0), 0.0) / float(np.sum((1.0 - p)[mask]))
     p_draws = (arr.var(axis=1, ddof=1) @ w) / s  # (K,) extra precision of the mean of s draws
+    if shared_noise is not None:
+        p_draws = p_draws + np.broadcast_to(np.asarray(shared_noise, np.float64), (k, n_bins)) @ w
     dof = np.count_nonzero(p) - 1
     j = np.atleast_1d(np.asarray(jsd(arr.mean(axis=1), p)))
     truth_prec = 0.0 if n_t is None else 1.0 / n_t

@@ -202,6 +202,7 @@ def denoise_draws(
     n_truth: float | None = None,
     *,
     seed: int = 0,
+    noise: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draws and truth made exchangeable for a calibrated posterior (module docstring).
 
@@ -215,6 +216,9 @@ def denoise_draws(
         n_generated: events per draw g (scalar, (s,) or (K, s)), or None (noise-free).
         n_truth: size N of the truth sample, or None for an exact truth.
         seed: seed of the added noise.
+        noise: (K, B) generation-noise variance of one draw, in place of the multinomial
+            formula (draws with common random numbers: the split-batch estimate of
+            :func:`calamp.stats.amplification`); ``n_generated`` is then not used.
 
     Returns:
         (K, s, B) draws, (K, B) truth per network, and the (K, B) mask of bins whose spread is
@@ -227,8 +231,11 @@ def denoise_draws(
     t = np.broadcast_to(np.asarray(truth, np.float64), (k, n_bins)).copy()
     dominated = np.zeros((k, n_bins), bool)
     rng = np.random.default_rng(seed)
-    if g is not None:
+    if noise is not None:
+        noise = np.clip(np.broadcast_to(np.asarray(noise, np.float64), (k, n_bins)), 0.0, None)
+    elif g is not None:
         noise = (arr * (1.0 - arr) / (g[:, :, None] - 1.0)).mean(axis=1)
+    if noise is not None:
         dominated = ~(arr.var(axis=1, ddof=1) > noise)
         t = t + np.sqrt(noise) * rng.standard_normal(t.shape)
     if n_t is not None:
@@ -347,6 +354,7 @@ def coverage(
     n_generated: Any = None,
     n_truth: float | None = None,
     seed: int = 0,
+    noise: np.ndarray | None = None,
 ) -> CoverageResult:
     """Calibration curve c̄(c) of the central credible sets, MAD, and per-axis MADs on a grid.
 
@@ -365,6 +373,8 @@ def coverage(
         n_generated: events per draw g (None: noise-free fractions).
         n_truth: size of the truth sample (None: exact truth).
         seed: seed of the finite-truth scatter.
+        noise: (K, B) per-draw noise variance in place of the multinomial one
+            (:func:`denoise_draws`).
 
     Returns:
         A :class:`CoverageResult`.
@@ -374,7 +384,7 @@ def coverage(
     t = check_truth(truth, n_bins)
     lev = _check_levels(levels)
     _check_grid(grid_shape, n_bins)
-    arr, tk, dominated = denoise_draws(arr, t, n_generated, n_truth, seed=seed)
+    arr, tk, dominated = denoise_draws(arr, t, n_generated, n_truth, seed=seed, noise=noise)
     c_star = _critical_ksb(arr, tk)
     per_network, per_bin, emp = _coverage_from_critical(c_star, lev)
     mad = float(np.mean(np.abs(emp - lev)))
@@ -480,6 +490,7 @@ def bootstrap_coverage(
     n_generated: Any = None,
     n_truth: float | None = None,
     noise_seed: int = 0,
+    noise: np.ndarray | None = None,
 ) -> BootstrapResult:
     """Bootstrap band of the calibration curve c̄(c) and of the MAD (see :func:`coverage`).
 
@@ -492,8 +503,8 @@ def bootstrap_coverage(
         n_boot: number of replicas.
         seed: seed of ``numpy.random.default_rng``.
         ci: central probability of the percentile band.
-        n_generated, n_truth, noise_seed: as ``n_generated``, ``n_truth``, ``seed`` of
-            :func:`coverage` (the same draws are bootstrapped).
+        n_generated, n_truth, noise_seed, noise: as ``n_generated``, ``n_truth``, ``seed``,
+            ``noise`` of :func:`coverage` (the same draws are bootstrapped).
 
     Returns:
         A :class:`BootstrapResult` for c̄(c) ((L,) arrays, ``levels`` set) whose ``mad`` field
@@ -504,7 +515,7 @@ def bootstrap_coverage(
     k, s, n_bins = arr.shape
     t = check_truth(truth, n_bins)
     lev = _check_levels(levels)
-    arr, tk, _ = denoise_draws(arr, t, n_generated, n_truth, seed=noise_seed)
+    arr, tk, _ = denoise_draws(arr, t, n_generated, n_truth, seed=noise_seed, noise=noise)
     emp = _empirical(_critical_ksb(arr, tk), lev)
     parts = _Resampler(arr, tk)
     rng = np.random.default_rng(seed)
