@@ -11,7 +11,9 @@ Baseline: the independent-cells model (every cell drawn from its own training ma
 
 Run: ``python analysis/generator_curves.py`` (about 15 min on 2 cores); writes
 ``analysis/results/generator_curves.json``. ``--settings`` takes a JSON list of settings to
-replace the default list (a setting's optional ``"seed"`` sets the network and batch seed).
+replace the default list (a setting's optional ``"seed"`` sets the network and batch seed;
+``"lift_centroid": sigma`` appends the shower centroid as two features smeared by sigma, see
+:func:`lifted`).
 """
 
 from __future__ import annotations
@@ -65,8 +67,23 @@ def n_eq(sample: dict[str, np.ndarray], truth: dict[str, np.ndarray], n_q: int =
     return out
 
 
+def lifted(train, pre, sigma: float, seed: int) -> tuple[np.ndarray, int]:
+    """Features with the standardised shower centroid (x, y) appended, smeared by ``sigma``
+    (in units of its std) so that the joint density is not degenerate; generation drops them.
+    Returns ((n, D + 2) features, D)."""
+    x = pre.forward(train.energy, train.incident_energy)
+    obs = shower_observables(train.energy, 50.0)
+    c = np.stack([obs["x_centroid"], obs["y_centroid"]], axis=1)
+    c = (c - c.mean(axis=0)) / c.std(axis=0)
+    c = c + sigma * np.random.default_rng(seed).standard_normal(c.shape)
+    return np.concatenate([x, c.astype(x.dtype)], axis=1), x.shape[1]
+
+
 def run_setting(s: dict, train, pre, truth_obs, n_gen: int, seed: int) -> dict:
     x = pre.forward(train.energy, train.incident_energy)
+    n_feat = x.shape[1]
+    if "lift_centroid" in s:  # the centroid as two extra (smeared) features, dropped again
+        x, n_feat = lifted(train, pre, s["lift_centroid"], seed)
     vi = None
     if "vi_init_scale" in s:
         vi = VIConfig.from_k(s.get("k", 1.0), len(x), init_scale=s["vi_init_scale"])
@@ -78,7 +95,7 @@ def run_setting(s: dict, train, pre, truth_obs, n_gen: int, seed: int) -> dict:
     def evaluate(step: int) -> None:
         t_train[0] += time.perf_counter() - t_last[0]
         model.freeze_draw(seed + step)
-        feats = np.asarray(model.sample(n_gen, seed=seed + 1))
+        feats = np.asarray(model.sample(n_gen, seed=seed + 1))[:, :n_feat]
         model.unfreeze()
         obs = shower_observables(pre.inverse(feats, np.full(n_gen, 50.0)), 50.0)
         ne = n_eq(obs, truth_obs)

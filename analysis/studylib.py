@@ -42,7 +42,8 @@ class Study:
     """A study script on the command line and on disk.
 
     ``name`` names the log prefix (``[ring]``), the default run and figure folders and the
-    summary files (``ring_summary_<budget>.json``, and ``ring_summary.json`` for ``small``);
+    summary files (``ring_summary_<budget>.json``, and ``ring_summary.json`` for the
+    ``documented`` budget, the one the results document reports);
     ``doc`` is the script's docstring (its first paragraph describes the command line);
     ``option`` is the option that selects among ``points`` (``--configs``).
     """
@@ -52,6 +53,7 @@ class Study:
     budgets: Mapping[str, Mapping[str, Any]]
     points: Mapping[str, Any]
     option: str
+    documented: str = "small"
 
     def main(
         self,
@@ -71,12 +73,12 @@ class Study:
         folders. ``run(args, tags)`` runs the selected points, ``summarise(args)`` builds the
         summary, ``figures(args, summary)`` draws the study figures and ``line(tag, point)`` is
         the point's line in the printed report; ``document(summary)`` writes the results
-        document (``report`` for the ``small`` budget, and ``document``: from the committed
+        document (``report`` for the ``documented`` budget, and ``document``: from the committed
         ``<study>_summary.json`` alone).
         """
         p = argparse.ArgumentParser(description=self.doc.split("\n\n")[0])
         p.add_argument("step", choices=("run", "report", "document", "all"))
-        p.add_argument("--budget", choices=sorted(self.budgets), default="small")
+        p.add_argument("--budget", choices=sorted(self.budgets), default=self.documented)
         p.add_argument(f"--{self.option}", default=",".join(self.points), help=option_help)
         for flag, kwargs in (inputs or {}).items():
             p.add_argument(flag, **kwargs)
@@ -103,11 +105,13 @@ class Study:
         if args.step in ("report", "all"):
             summary = summarise(args)
             summary["figures"] = [str(f) for f in figures(args, summary)]
-            path = write_summary(self.name, args.budget, args.results, summary)
+            path = write_summary(
+                self.name, args.budget, args.results, summary, documented=self.documented
+            )
             print(f"[{self.name}] summary: {path}")
             for t, pt in summary["points"].items():
                 print(line(t, pt))
-            if document is not None and args.budget == "small":
+            if document is not None and args.budget == self.documented:
                 print(f"[{self.name}] document: {document(summary)}")
         return 0
 
@@ -215,14 +219,16 @@ def add_best_calibrated(summary: dict, model: str) -> None:
             summary.setdefault("best_calibrated", {})[method] = best
 
 
-def write_summary(study: str, budget: str, results: Path, summary: dict) -> Path:
-    """Write ``<study>_summary_<budget>.json`` (and ``<study>_summary.json`` for ``small``, the
-    budget the results documents report); returns the first."""
+def write_summary(
+    study: str, budget: str, results: Path, summary: dict, *, documented: str = "small"
+) -> Path:
+    """Write ``<study>_summary_<budget>.json`` (and ``<study>_summary.json`` for the
+    ``documented`` budget, the one the results document reports); returns the first."""
     from calamp.outputs import write_json
 
     results.mkdir(parents=True, exist_ok=True)
     path = write_json(results / f"{study}_summary_{budget}.json", summary)
-    if budget == "small":
+    if budget == documented:
         write_json(results / f"{study}_summary.json", summary)
     return path
 

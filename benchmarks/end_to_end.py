@@ -57,9 +57,14 @@ def _time_log(path: Path) -> dict[str, float]:
 def _job_facts(results: dict[str, Any]) -> dict[str, Any]:
     cfg = results["config"]
     nets = results["networks"]
+    # training: the fit's own wall time (a batched group fit records the group's time in
+    # each of its networks); the network's wall_seconds is only what followed the fit
+    fits = [(n.get("fit") or {}).get("wall_seconds") or n.get("wall_seconds") or 0.0 for n in nets]
     per_net = {
-        key: round(sum(n.get(key) or 0.0 for n in nets) / len(nets), 1)
-        for key in ("wall_seconds", "generate_seconds")
+        "wall_seconds": round(sum(fits) / len(nets), 1),
+        "generate_seconds": round(
+            sum(n.get("generate_seconds") or 0.0 for n in nets) / len(nets), 1
+        ),
     }
     return {
         "networks": cfg["networks"],

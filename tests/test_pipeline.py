@@ -208,6 +208,22 @@ def test_oracle_ensemble_gives_unit_amplification_and_calibration(tmp_path):
         assert res["closure"]["verdict"] == "closes", key
 
 
+def test_oracle_amplification_is_unbiased_with_few_truth_events_per_cell(tmp_path):
+    """40 truth events per cell (50x50 grid of 10^5 truth events): the finite-truth weights
+    1/t_j alone would bias n' low by ~1/(N t) = 2.5 %, many errors of this run."""
+    n = 2_000
+    cfg = make_config(
+        dict(toy="ring", method="oracle", networks=3, draws=20, generated=200_000,
+             truth_events=100_000, n_quantiles=(50,), n_train=n, bootstrap=0, plots=False,
+             progress=False)
+    )
+    out = pipeline.run_job(cfg, out=tmp_path / "oracle")
+    amp = out["binnings"]["ring/q50"]["amplification"]["combined"]
+    assert amp["precision_err"] * n < 0.01  # the bias would be > 2.5 errors
+    z = (amp["precision"] * n - 1) / (amp["precision_err"] * n)
+    assert abs(z) < 4, amp
+
+
 @pytest.mark.parametrize(
     ("model", "method", "toy"),
     [
