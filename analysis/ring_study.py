@@ -117,6 +117,32 @@ REFERENCE = {
     "best_calibrated": {"vi_k": 10, "adammcmc_sigma": 0.1},
 }
 
+# the issue's goals for the study (ring VI best-calibrated k; AdamMCMC sigma = 0.1)
+GOALS = {"b_max_deviation": 0.1, "b_err_max": 0.1, "vi_mean_mad_max": 0.06,
+         "adammcmc_mad_max": 0.08, "closure_ratio_min": 0.7, "closure_ratio_max": 1.4}
+
+
+def crossing(fit: dict | None) -> float | None:
+    """n_Q at which the fitted A = a n_Q^b reaches 1 (None without a rising fit)."""
+    if not fit or not fit.get("b") or fit["b"] <= 0 or not fit.get("a") or fit["a"] <= 0:
+        return None
+    return float((1.0 / fit["a"]) ** (1.0 / fit["b"]))
+
+
+def goals_met(point: dict) -> dict:
+    """Which of :data:`GOALS` a point meets (None: not measurable from its rows)."""
+    fit = point.get("fit") or {}
+    ratios = [r["closure_ratio"] for r in point["rows"] if r.get("closure_ratio") is not None]
+    mad_max = GOALS["vi_mean_mad_max" if point["method"] == "vi" else "adammcmc_mad_max"]
+    return {
+        "b": None if not fit else bool(abs(fit["b"] - 1) <= GOALS["b_max_deviation"]
+                                       and fit["b_err"] <= GOALS["b_err_max"]),
+        "mad": bool(point["mean_mad"] <= mad_max),
+        "closure": None if not ratios else bool(
+            all(GOALS["closure_ratio_min"] <= r <= GOALS["closure_ratio_max"] for r in ratios)
+        ),
+    }
+
 
 def study_config(tag: str, budget: str, seed: int = 1):
     """The :class:`~calamp.config.RunConfig` of one study point."""
@@ -191,7 +217,9 @@ def power_law(n_q: np.ndarray, amp: np.ndarray, amp_err: np.ndarray) -> dict:
 
 def summarise(budget: str, out: Path) -> dict:
     """Collect every finished study point into the machine-readable summary."""
-    summary = studylib.new_summary(budget, BUDGETS, reference=REFERENCE)
+    summary = studylib.new_summary(
+        budget, BUDGETS, reference={k: dict(v) for k, v in REFERENCE.items()}
+    )
     folders = (out / budget / tag for tag in CONFIGS)
     for folder, res in studylib.reanalysed(folders, plots=False):
         rows = []
@@ -213,6 +241,14 @@ def summarise(budget: str, out: Path) -> dict:
                     "mad_phi": (b["coverage"]["mad_axis"] or [None, None])[1],
                     "n_prime": b["closure"]["n_prime_mean"],
                     "n_eq": b["closure"]["n_eq_mean"],
+                    # n'/n_eq where both are estimates (not bounds)
+                    "closure_ratio": (
+                        b["closure"]["n_prime_mean"] / b["closure"]["n_eq_mean"]
+                        if b["closure"]["n_eq_mean"] and b["closure"]["n_prime_mean"]
+                        and not b["closure"]["n_eq_is_bound"]
+                        and not b["closure"]["n_prime_is_bound"]
+                        else None
+                    ),
                     "verdict": b["closure"]["verdict"],
                 }
             )
@@ -242,6 +278,14 @@ def summarise(budget: str, out: Path) -> dict:
             fields=("model", "method", "kl_factor", "kl_convention", "sigma"),
         )
     studylib.add_best_calibrated(summary, "cnf")
+    for pt in summary["points"].values():
+        if pt.get("fit"):
+            pt["fit"]["n_q_at_amplification_1"] = crossing(pt["fit"])
+        pt["goals_met"] = goals_met(pt)
+    for ref in summary["reference"].values():
+        if "b" in ref:
+            ref["n_q_at_amplification_1"] = crossing(ref)
+    summary["goals"] = GOALS
     return summary
 
 
@@ -488,19 +532,45 @@ def document(summary: dict, mcmc_point: dict | None = None) -> str:
     if best:
         lines += ["", "Best-calibrated setting per method (smallest mean MAD): "
                   + ", ".join(f"{m}: `{t}`" for m, t in best.items()) + "."]
+    if "goals" in summary:
+        g = summary["goals"]
+        lines += [
+            "", "## Against the paper and the goals", "",
+            f"Goals: b within {num(g['b_max_deviation'])} of 1 with a fit error at most "
+            f"{num(g['b_err_max'])}; mean MAD at most {num(g['vi_mean_mad_max'])} (VI) or "
+            f"{num(g['adammcmc_mad_max'])} (AdamMCMC); n'/n_eq within "
+            f"[{num(g['closure_ratio_min'])}, {num(g['closure_ratio_max'])}] at every n_Q where "
+            "both are estimates. n_Q at A = 1 is where the fit crosses 1 (the paper's, from its "
+            "a and b).", "",
+        ]
+        ref_rows = [(f"paper: {k}", num(r.get("n_q_at_amplification_1")), "–", "–", "–")
+                    for k, r in ref.items() if isinstance(r, dict) and "b" in r]
+
+        def met(v: bool | None) -> str:
+            return "n/a" if v is None else ("yes" if v else "no")
+
+        rows = ref_rows + [
+            (f"`{tag}`", num((pt.get("fit") or {}).get("n_q_at_amplification_1")),
+             met(pt["goals_met"]["b"]), met(pt["goals_met"]["mad"]),
+             met(pt["goals_met"]["closure"]))
+            for tag, pt in summary["points"].items() if "goals_met" in pt
+        ]
+        lines += studydoc.table(("point", "n_Q at A = 1", "b goal", "MAD goal", "closure goal"),
+                                rows)
     lines += ["", "## Per grid", "",
               "A = n'/n mean over networks [min, max]; MAD of the calibration curve and its "
               "radial and angular parts; n' and n_eq (JSD closure) of the posterior mean.", ""]
     for tag, pt in summary["points"].items():
         lines += [f"### `{tag}`: {pt['model']} {_setting(pt)}", ""]
         lines += studydoc.table(
-            ("grid", "n_Q", "A [min, max]", "MAD", "MAD_r", "MAD_φ", "n'", "n_eq", "verdict"),
+            ("grid", "n_Q", "A [min, max]", "MAD", "MAD_r", "MAD_φ", "n'", "n_eq", "n'/n_eq",
+             "verdict"),
             (
                 (f"{r['grid']}×{r['grid']}", r["n_q"],
                  f"{num(r['amp_mean'])} [{num(r['amp_min'])}, {num(r['amp_max'])}]"
                  + ("" if r.get("corrected", True) else " (bound)"),
                  num(r["mad"]), num(r.get("mad_r")), num(r.get("mad_phi")),
-                 num(r["n_prime"]), num(r["n_eq"]), r["verdict"])
+                 num(r["n_prime"]), num(r["n_eq"]), num(r.get("closure_ratio")), r["verdict"])
                 for r in pt["rows"]
             ),
         )

@@ -163,3 +163,9 @@ def test_study_documents_are_the_rendering_of_their_json() -> None:
             expected = mod.document(summary)
         assert mod.DOCUMENT.read_text() == expected.rstrip("\n") + "\n", (
             f"rerun: python {script} document")
+
+
+def test_readme_gan_numbers_are_in_the_json() -> None:
+    path = ROOT / "analysis" / "results" / "calo_summary.json"
+    missing = _block_numbers_missing("gan", path)
+    assert not missing, f"README numbers not in {path.name}: {missing}"
