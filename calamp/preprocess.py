@@ -76,7 +76,13 @@ class ShowerPreprocessor:
         transform: ``"logit"`` or ``"log"``.
         conditional: feature 0 relative to the incident energy (True) or to ``e_ref`` (False).
         e_ref: reference energy in GeV (mean training total when not conditional).
-        mean, std: (D,) standardisation constants, D = ny*nx + 1.
+        mean, std: (D,) standardisation constants, D = ny*nx + 1 (+ 2 with centroid features).
+        centroid_smear: > 0 appends the shower's energy-weighted centroid (x, y, in cells from
+            the image centre) as two features, smeared by a Gaussian of this width (cells) so
+            the joint density is not degenerate; :meth:`inverse` drops them. They give the
+            flow the shower position as explicit coordinates: a coupling flow of 8x128 then
+            learns the centroid distribution (analysis/results/generator_curves.json).
+            0 (default): no centroid features.
     """
 
     shape: tuple[int, int]
@@ -88,11 +94,12 @@ class ShowerPreprocessor:
     e_ref: float
     mean: np.ndarray = field(repr=False)
     std: np.ndarray = field(repr=False)
+    centroid_smear: float = 0.0
 
     @property
     def n_features(self) -> int:
-        """D = ny*nx + 1."""
-        return self.shape[0] * self.shape[1] + 1
+        """D = ny*nx + 1, + 2 with centroid features."""
+        return self.shape[0] * self.shape[1] + 1 + (2 if self.centroid_smear > 0 else 0)
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -106,6 +113,7 @@ class ShowerPreprocessor:
         alpha: float = 1e-6,
         transform: str = "logit",
         seed: int = 0,
+        centroid_smear: float = 0.0,
     ) -> ShowerPreprocessor:
         """Fit the standardisation on training showers.
 
@@ -117,7 +125,11 @@ class ShowerPreprocessor:
             alpha: log/logit regulariser in (0, 0.5).
             transform: ``"logit"`` or ``"log"``.
             seed: seed of the dequantisation noise used while fitting.
+            centroid_smear: width (cells) of the smeared centroid features; 0: none.
         """
+        if not (math.isfinite(centroid_smear) and centroid_smear >= 0):
+            msg = f"`centroid_smear` must be >= 0 cells, got {centroid_smear}"
+            raise ValueError(msg)
         if not threshold > 0:
             msg = f"`threshold` must be positive (GeV), got {threshold}"
             raise ValueError(msg)
@@ -138,7 +150,7 @@ class ShowerPreprocessor:
             msg = "`images` contains showers with zero total energy"
             raise ValueError(msg)
         e_ref = 1.0 if inc is not None else float(totals.mean())
-        d = arr.shape[1] * arr.shape[2] + 1
+        d = arr.shape[1] * arr.shape[2] + 1 + (2 if centroid_smear > 0 else 0)
         proto = cls(
             shape=(int(arr.shape[1]), int(arr.shape[2])),
             threshold=float(threshold),
@@ -149,6 +161,7 @@ class ShowerPreprocessor:
             e_ref=e_ref,
             mean=np.zeros(d),
             std=np.ones(d),
+            centroid_smear=float(centroid_smear),
         )
         raw = proto._raw_features(arr, inc, seed)
         mean = raw.mean(axis=0)
@@ -166,6 +179,7 @@ class ShowerPreprocessor:
             "e_ref": self.e_ref,
             "mean": self.mean,
             "std": self.std,
+            "centroid_smear": self.centroid_smear,
         }
 
     # -- maps --------------------------------------------------------------------------------
@@ -196,7 +210,15 @@ class ShowerPreprocessor:
             cells = np.log(p) - np.log1p(-p)
         else:
             cells = np.log(frac + self.alpha)
-        return np.concatenate([np.log(totals / ref)[:, None], cells], axis=1)
+        parts = [np.log(totals / ref)[:, None], cells]
+        if self.centroid_smear > 0:  # (x, y) centroid in cells from the centre, smeared
+            ny, nx = self.shape
+            img = frac.reshape(n, ny, nx)
+            xc = img.sum(axis=1) @ (np.arange(nx) - (nx - 1) / 2)
+            yc = img.sum(axis=2) @ (np.arange(ny) - (ny - 1) / 2)
+            smear = np.random.default_rng([seed, 1]).standard_normal((n, 2))
+            parts.append(np.stack([xc, yc], axis=1) + self.centroid_smear * smear)
+        return np.concatenate(parts, axis=1)
 
     def forward(self, images: Any, incident_energy: Any = None, *, seed: int = 0) -> np.ndarray:
         """Images (N, ny, nx) GeV -> standardised features (N, D) float32.
@@ -226,7 +248,7 @@ class ShowerPreprocessor:
         raw = feat * self.std + self.mean
         log_ratio = np.clip(raw[:, 0], -700.0, 700.0)
         totals = ref * np.exp(log_ratio)
-        cells = raw[:, 1:]
+        cells = raw[:, 1 : 1 + self.shape[0] * self.shape[1]]  # centroid features dropped
         if self.transform == "logit":
             p = 0.5 * (1.0 + np.tanh(0.5 * cells))  # overflow-free sigmoid
             frac = (p - self.alpha) / (1.0 - 2.0 * self.alpha)
@@ -279,7 +301,8 @@ class ShowerPreprocessor:
         shape = tuple(int(v) for v in d["shape"])
         mean = np.asarray(d["mean"], dtype=np.float64)
         std = np.asarray(d["std"], dtype=np.float64)
-        d_expected = shape[0] * shape[1] + 1
+        smear = float(d.get("centroid_smear", 0.0))  # absent in stores before the option
+        d_expected = shape[0] * shape[1] + 1 + (2 if smear > 0 else 0)
         if mean.shape != (d_expected,) or std.shape != (d_expected,):
             msg = f"`mean`/`std` must have {d_expected} entries for shape {shape}"
             raise ValueError(msg)
@@ -296,4 +319,5 @@ class ShowerPreprocessor:
             e_ref=float(d["e_ref"]),
             mean=mean,
             std=std,
+            centroid_smear=smear,
         )

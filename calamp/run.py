@@ -40,6 +40,8 @@ _HELP = {
     "generation_noise": "independent (default: own latent noise per draw) or common (common "
     "random numbers: the same noise for every draw of a network; exact n' with few events, "
     "coverage judged only where g >= 10 n')",
+    "centroid_features": "showers: add the centroid (x, y) as two features smeared by this "
+    "many cells (e.g. 0.017; default 0: off)",
     "train_steps": "(pre-)training steps per network",
     "batch_size": "training batch size",
     "learning_rate": "Adam learning rate",

@@ -326,7 +326,9 @@ def make_features(cfg: RunConfig, kind: str, train: Any) -> Any:
         return IdentityFeatures(train.shape)
     from calamp.preprocess import ShowerPreprocessor
 
-    return ShowerPreprocessor.fit(train.energy, train.incident_energy)
+    return ShowerPreprocessor.fit(
+        train.energy, train.incident_energy, centroid_smear=cfg.centroid_features
+    )
 
 
 def model_context(kind: str, train: Any) -> np.ndarray | None:

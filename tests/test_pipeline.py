@@ -388,3 +388,16 @@ def test_several_chains_per_network_report_between_chain_rhat(tmp_path, capsys):
     with np.load(tmp_path / "res" / "results.npz") as data:
         fr = data["fractions/ring/q3"][0]
     assert fr.shape[0] == 8 and not np.array_equal(fr[:4], fr[4:])
+
+
+def test_centroid_features_job_runs_and_stores_its_representation(tmp_path, shower_file):
+    from calamp.network import load_network
+
+    cfg = make_config(TINY, dict(centroid_features=0.017, observables=("e_total", "x_centroid"),
+                                 plots=False, bootstrap=0))
+    res = pipeline.run_job(cfg, shower_file, out=tmp_path / "res")
+    assert res["config"]["centroid_features"] == 0.017
+    nd = load_network(tmp_path / "res" / "draws", 0)
+    assert nd.features.n_features == 103 and nd.features.centroid_smear == 0.017
+    for b in res["binnings"].values():
+        assert np.isfinite(b["amplification"]["combined"]["precision"])
