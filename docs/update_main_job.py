@@ -75,7 +75,7 @@ def main(argv: list[str]) -> int:
         "execution": res.get("execution"),
         "config": {k: cfg[k] for k in ("model", "method", "networks", "draws", "generated",
                                         "train_steps", "lr_schedule", "vi_init_scale",
-                                        "n_quantiles") if k in cfg},
+                                        "centroid_features", "n_quantiles") if k in cfg},
         "architecture": res["networks"][0].get("architecture"),
         "n_train": res["data"]["n_train"],
         "summary": res["summary"],
