@@ -340,11 +340,18 @@ def test_oracle_on_a_foreign_file_gives_unit_amplification(tmp_path, preset):
     # each binning is called calibrated with 99 % probability (the floor's limit); the binnings
     # share one truth sample and correlated observables, so allow 10 % of them outside
     assert states.count("calibrated") >= 0.9 * len(states), states
+    failing = set()
     for key, b in res["binnings"].items():
         c = b["amplification"]["combined"]
         # the unbiased precision 1/n' within 4 of its jackknife errors of 1/n
         assert abs(c["precision"] * n - 1) < 4 * c["precision_err"] * n, (key, c)
-        assert b["closure"]["verdict"] in ("closes", "inconclusive"), (key, b["closure"])
+        if b["closure"]["verdict"] not in ("closes", "inconclusive"):
+            failing.add(key.split("/")[0])
+    # a verdict fails at |z| > 3 (p = 0.27 % for a calibrated posterior); the oracle over 24
+    # files (480 binnings) gave z with mean -0.08, sd 0.95 and none beyond 3. Allowing one of
+    # the 10 observables (its binnings share its events; e_ratio = e_total/E_inc): P(two or
+    # more of 9 at p <= 0.54 % each) ≈ 0.1 %
+    assert len(failing) <= 1, failing
 
 
 def test_results_do_not_depend_on_chunk_size(tmp_path, shower_file):

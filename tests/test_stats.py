@@ -67,6 +67,22 @@ def test_oracle_is_unbiased_calibrated_and_closes(n_bins, s, g_over_n, finite) -
         assert clo["verdict"] == "closes", clo
 
 
+def test_closure_z_is_standard_with_a_truth_shared_by_the_networks() -> None:
+    # truth of N = n events: a third of every network's JSD is the truth's own deviation,
+    # common to the K networks; treated as K(B-1) independent dof the z of the mean JSD had
+    # sd 1.34 (1,000 oracles). 300 oracles: sd of the sample sd 1/sqrt(600) = 0.041, of the
+    # mean 0.058; both within 4 of them
+    rng = np.random.default_rng(12)
+    n, reps, zs = 1_000, 300, []
+    for _ in range(reps):
+        v, t = _oracle(rng, 5, 20, 10, n, None, n_truth=n)
+        amp = amplification(v, truth=t, n_truth=n)
+        zs.append(closure(v, t, n, n_truth=n, amplification=amp).combined["z"])
+    z = np.asarray(zs)
+    assert abs(z.std() - 1) < 4 / np.sqrt(2 * reps), z.std()
+    assert abs(z.mean()) < 4 / np.sqrt(reps), z.mean()
+
+
 def test_jackknife_interval_covers_at_nominal_frequency() -> None:
     # 68 % interval [1/(P+σ), 1/(P-σ)] must contain n for 68 % of independent oracles;
     # 300 replicas: binomial sd of the frequency 0.027, so ±0.1 is ~4 sd

@@ -14,9 +14,11 @@ is as close to the truth, in JSD, as the posterior-mean histogram). numpy/scipy 
   S_j²/s further from the network's mean, and a truth sample of N events adds 1/N. With n_J the
   size whose E[JSD] equals the observed JSD, the network's own precision is
   P_eq = 1/n_J - 1/N - P_draws/s, P_draws = Σ_j S_j²/t_j / Σ_j (1 - t_j); n_eq = 1/P_eq
-  (a lower bound where P_eq is not significantly above 0). The JSD of K·(B - 1) degrees of
-  freedom has relative error √(2/(K(B - 1))) for a calibrated posterior; for the combined
-  n_eq it is taken at the larger of the observed and the predicted total precision.
+  (a lower bound where P_eq is not significantly above 0). The mean JSD of K networks has
+  relative error √(2/ν_eff) for a calibrated posterior, ν_eff = K(B - 1)/(1 + (K - 1)ρ²):
+  the truth sample's deviation (share ρ = (1/N)/P_total of the precision) is common to all K
+  networks and does not average down (ν_eff = K(B - 1) for an exact truth); the error is
+  taken at the larger of the observed and the predicted total precision.
 * Networks are combined by their mean JSD (equivalently the mean precision), the same mean the
   amplification estimate uses, and the verdict compares the two precisions with their errors.
 """
@@ -239,7 +241,7 @@ def verdict(
     p_eq: float,
     *,
     p_known: float,
-    dof: int,
+    dof: float,
     amp_bound: bool,
     eq_bound: bool,
 ) -> tuple[str, float]:
@@ -373,7 +375,12 @@ def closure(
     ref = prec_jm
     if amplification is not None and amplification.combined["precision"] > 0:
         ref = max(ref, amplification.combined["precision"] + truth_prec + float(p_draws.mean()))
-    c_err = ref * np.sqrt(2.0 / (k * dof))
+    # the truth sample's deviation (variance 1/N per degree of freedom) is the same for all K
+    # networks: of the mean JSD's K·ν degrees of freedom only ν_eff = K·ν/(1 + (K-1)ρ²) are
+    # independent, ρ = (1/N)/(total precision) (Var of a mean of K χ² sharing a term)
+    rho = truth_prec / ref if ref > 0 else 0.0
+    nu_eff = k * dof / (1.0 + (k - 1) * rho * rho)
+    c_err = ref * np.sqrt(2.0 / nu_eff)
     inv_c = invert_precision(np.array(c_prec), np.array(c_err))
     combined: dict[str, Any] = {
         "jsd": j_mean,
@@ -391,7 +398,7 @@ def closure(
             amp["precision_err"],
             c_prec,
             p_known=truth_prec + float(p_draws.mean()),
-            dof=k * dof,
+            dof=nu_eff,
             amp_bound=amp["is_bound"],
             eq_bound=combined["is_bound"],
         )
