@@ -165,7 +165,8 @@ def estimate_seconds(cfg: RunConfig, n_train: int, dim: int, workers: int = 1) -
     training step scales with batch size, event dimension and network size (VI about twice a
     deterministic step), a generated event with the event dimension and network size;
     AdamMCMC steps cost about three training steps (coupling flow: its C chains batched,
-    about 0.85 of a training step per chain-step).
+    about 0.85 of a training step per chain-step; CNF: an ODE solve of the likelihood, 0.12 s
+    per step at batch 1,000 with RK4 8 steps).
     """
     scale = max(1.0, dim / 10)
     layers, hidden = model_size(cfg, dim)
@@ -178,15 +179,23 @@ def estimate_seconds(cfg: RunConfig, n_train: int, dim: int, workers: int = 1) -
     if cfg.method == "oracle":
         step, gen = 0.0, 1e-6
     steps = cfg.train_steps * (cfg.draws if cfg.method == "ensemble" else 1)
+    if cfg.networks > 1 and batched_training(cfg):  # BatchedCNF, K = 5: 236 -> 687 network-
+        steps *= 0.34  # steps/s (deterministic, benchmarks/RESULTS.md section 1); training only
     sampling = 0.0
+    chain_steps = cfg.chains * cfg.effective_mcmc_steps if cfg.method in _CHAIN_METHODS else 0
     if cfg.method == "adammcmc" and cfg.model == "flow":  # C chains batched in one step
         # measured 5.3 ms per chain-step at batch 256 on the ring flow
         # (benchmarks/bench_batched_chains.py): ~0.85 of the estimated training step
         sampling = cfg.effective_mcmc_steps * (cfg.chains * 0.85 * (step - 2e-3) + 2e-3)
-    elif cfg.method in ("adammcmc", "sgld", "sghmc"):
-        steps += cfg.chains * cfg.effective_mcmc_steps * (3 if cfg.method == "adammcmc" else 1)
-    if cfg.networks > 1 and batched_training(cfg):  # BatchedCNF, K = 5: 236 -> 687 network-
-        steps *= 0.34  # steps/s (deterministic, benchmarks/RESULTS.md section 1)
+    elif cfg.method == "adammcmc" and cfg.model == "cnf":
+        # the CNF's log-likelihood is an ODE solve with its trace, not a flow-matching step:
+        # 0.118 s per AdamMCMC + MH step at batch 1,000 with RK4 8 steps (benchmarks/RESULTS.md
+        # section 2; 60 ms on an idle core, 0.158 s in a 600-step ring job with its tracing),
+        # 78 s with dopri (issue #16's table)
+        per_step = 0.118 * cfg.ode_steps / 8 if cfg.ode_solver == "rk4" else 78.0
+        sampling = chain_steps * (per_step * cfg.batch_size / 1_000 + 2e-3)
+    else:
+        steps += chain_steps * (3 if cfg.method == "adammcmc" else 1)
     per_draw = cfg.generated * (gen + 2e-6 * scale)
     if cfg.bin_probabilities == "quadrature":  # density at every node (benchmarks/RESULTS.md)
         # first rule: order 2 on the 64-interval grid, one node between near edges
