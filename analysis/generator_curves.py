@@ -70,6 +70,8 @@ def n_eq(sample: dict[str, np.ndarray], truth: dict[str, np.ndarray], n_q: int =
 def lifted(train, pre, sigma: float, seed: int) -> tuple[np.ndarray, int]:
     """Features with the standardised shower centroid (x, y) appended, smeared by ``sigma``
     (in units of its std) so that the joint density is not degenerate; generation drops them.
+    The committed curves were measured with this variant; the shipped option is
+    ``ShowerPreprocessor(centroid_smear=...)`` (``--centroid-features``, smearing in cells).
     Returns ((n, D + 2) features, D)."""
     x = pre.forward(train.energy, train.incident_energy)
     obs = shower_observables(train.energy, 50.0)

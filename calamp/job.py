@@ -190,8 +190,7 @@ def estimate_seconds(cfg: RunConfig, n_train: int, dim: int, workers: int = 1) -
     elif cfg.method == "adammcmc" and cfg.model == "cnf":
         # the CNF's log-likelihood is an ODE solve with its trace, not a flow-matching step:
         # 0.118 s per AdamMCMC + MH step at batch 1,000 with RK4 8 steps (benchmarks/RESULTS.md
-        # section 2; 60 ms on an idle core, 0.158 s in a 600-step ring job with its tracing),
-        # 78 s with dopri (issue #16's table)
+        # section 2), 78 s with dopri (issue #16's table)
         per_step = 0.118 * cfg.ode_steps / 8 if cfg.ode_solver == "rk4" else 78.0
         sampling = chain_steps * (per_step * cfg.batch_size / 1_000 + 2e-3)
     else:

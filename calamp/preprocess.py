@@ -80,9 +80,11 @@ class ShowerPreprocessor:
         centroid_smear: > 0 appends the shower's energy-weighted centroid (x, y, in cells from
             the image centre) as two features, smeared by a Gaussian of this width (cells) so
             the joint density is not degenerate; :meth:`inverse` drops them. They give the
-            flow the shower position as explicit coordinates; measured on the 8x128 coupling
-            flow, the gain in the centroid's A_true is within the seed-to-seed scatter
-            (analysis/results/generator_curves.json). 0 (default): no centroid features.
+            flow the shower position as explicit coordinates. Measured on the 8x128 coupling
+            flow with the standardised variant of analysis/generator_curves.py (smearing in
+            units of the centroid's spread), the gain in the centroid's A_true is within the
+            seed-to-seed scatter (analysis/results/generator_curves.json); this option itself
+            (cells) has no learning curve yet. 0 (default): no centroid features.
     """
 
     shape: tuple[int, int]

@@ -68,10 +68,10 @@ def test_oracle_is_unbiased_calibrated_and_closes(n_bins, s, g_over_n, finite) -
 
 
 def test_closure_z_is_standard_with_a_truth_shared_by_the_networks() -> None:
-    # truth of N = n events: a third of every network's JSD is the truth's own deviation,
-    # common to the K networks; treated as K(B-1) independent dof the z of the mean JSD had
-    # sd 1.34 (1,000 oracles). 300 oracles: sd of the sample sd 1/sqrt(600) = 0.041, of the
-    # mean 0.058; both within 4 of them
+    # truth of N = n events: about half of every network's JSD is the truth's own deviation,
+    # common to the K networks; counted as K(B-1) independent dof, the z of the mean JSD of
+    # these 300 oracles had sd 1.30. 300 oracles: sd of the sample sd 1/sqrt(600) = 0.041, of
+    # the mean 0.058; both within 4 of them
     rng = np.random.default_rng(12)
     n, reps, zs = 1_000, 300, []
     for _ in range(reps):

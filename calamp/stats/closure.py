@@ -375,9 +375,7 @@ def closure(
     ref = prec_jm
     if amplification is not None and amplification.combined["precision"] > 0:
         ref = max(ref, amplification.combined["precision"] + truth_prec + float(p_draws.mean()))
-    # the truth sample's deviation (variance 1/N per degree of freedom) is the same for all K
-    # networks: of the mean JSD's K·ν degrees of freedom only ν_eff = K·ν/(1 + (K-1)ρ²) are
-    # independent, ρ = (1/N)/(total precision) (Var of a mean of K χ² sharing a term)
+    # ν_eff: the truth's deviation is common to the K networks (module docstring)
     rho = truth_prec / ref if ref > 0 else 0.0
     nu_eff = k * dof / (1.0 + (k - 1) * rho * rho)
     c_err = ref * np.sqrt(2.0 / nu_eff)
