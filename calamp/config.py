@@ -110,6 +110,10 @@ class RunConfig:
             allow; the reference code's softplus(-3) = 0.049 leaves an 8x128 shower flow
             (1.4 M weights) worse than independent cells after 1,500 steps
             (analysis/results/generator_curves.json).
+        vi_scale_lr: learning rate of the VI width parameters as a multiple of
+            ``learning_rate`` (:attr:`~calamp.bayes.vi.VIConfig.scale_lr_factor`): at 1 the
+            widths of a 1,500-step fit can only grow 2.1x from ``vi_init_scale``, whatever the
+            ELBO asks for.
         hidden, layers: generator size (flow: ``layers`` couplings with two hidden layers of
             ``hidden`` units each; cnf/gan: ``layers`` hidden layers); 0 (default): the size of
             :data:`MODEL_SIZES` for the model and the event dimension (:func:`model_size`).
@@ -174,6 +178,7 @@ class RunConfig:
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"
     vi_init_scale: float = 1e-3
+    vi_scale_lr: float = 1.0
     mcmc_steps: int = 0
     burn_in: int = 1_000
     mcmc_thin: int = 0
@@ -467,6 +472,7 @@ def validate(cfg: RunConfig) -> None:
         "prior_scale",
         "inverse_temperature",
         "vi_init_scale",
+        "vi_scale_lr",
     ):
         _check(float(getattr(cfg, name)) > 0, name, f"must be positive, got {getattr(cfg, name)}")
     _check(

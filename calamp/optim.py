@@ -48,13 +48,21 @@ class Adam(tf.Module):
         lr: base learning rate (times ``lr_factor`` of each :meth:`apply`).
         betas: (β1, β2).
         eps: ε (torch convention).
+        lr_factors: per-variable multipliers of the learning rate (default all 1), e.g.
+            :func:`calamp.bayes.vi.lr_factors` for the VI width parameters.
     """
 
     def __init__(
-        self, variables: list[tf.Variable], lr: float, betas: tuple[float, float], eps: float
+        self, variables: list[tf.Variable], lr: float, betas: tuple[float, float], eps: float,
+        lr_factors: list[float] | None = None,
     ) -> None:
         super().__init__(name="adam")
         self.lr, self.beta1, self.beta2, self.eps = float(lr), float(betas[0]), float(betas[1]), eps
+        factors = [1.0] * len(variables) if lr_factors is None else [float(f) for f in lr_factors]
+        if len(factors) != len(variables):
+            msg = f"`lr_factors` has {len(factors)} entries for {len(variables)} variables"
+            raise ValueError(msg)
+        self.lr_factors = factors
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
         self.v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
@@ -64,9 +72,11 @@ class Adam(tf.Module):
     ) -> None:
         """One update of every variable (traceable)."""
         t = self.iterations.assign_add(1)
-        for g, m, v, var in zip(grads, self.m, self.v, variables, strict=True):
+        for g, m, v, var, f in zip(grads, self.m, self.v, variables, self.lr_factors,
+                                   strict=True):
+            lr = lr_factor * self.lr if f == 1.0 else lr_factor * (self.lr * f)
             update, m_new, v_new = adam_update(
-                g, m, v, t, lr=lr_factor * self.lr, beta1=self.beta1, beta2=self.beta2,
+                g, m, v, t, lr=lr, beta1=self.beta1, beta2=self.beta2,
                 eps=self.eps,
             )
             m.assign(m_new)

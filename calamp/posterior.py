@@ -142,6 +142,7 @@ def build_model(
             prior_scale=cfg.prior_scale,
             kl_convention=cfg.kl_convention,
             init_scale=cfg.vi_init_scale,
+            scale_lr_factor=cfg.vi_scale_lr,
         )
         if bayesian == "vi"
         else None

@@ -47,6 +47,7 @@ _HELP = {
     "learning_rate": "Adam learning rate",
     "lr_schedule": "learning-rate schedule: cosine (default) or constant",
     "vi_init_scale": "initial posterior std of the VI weights (default 1e-3)",
+    "vi_scale_lr": "learning rate of the VI widths as a multiple of --learning-rate (default 1)",
     "mcmc_steps": "SG-MCMC steps after pre-training incl. burn-in (0: burn-in + draws x thin)",
     "burn_in": "SG-MCMC steps discarded before the first draw (default 1000)",
     "mcmc_thin": "SG-MCMC steps between draws (0: 2 x measured autocorrelation time)",

@@ -37,9 +37,9 @@ def test_batched_velocity_equals_each_cnf() -> None:
                                    atol=1e-6)
 
 
-@pytest.mark.parametrize("bayesian", [None, "vi"])
-def test_batched_training_equals_separate_fits(bayesian: str | None) -> None:
-    vi = _vi.VIConfig(kl_weight=1e-3) if bayesian == "vi" else None
+@pytest.mark.parametrize(("bayesian", "scale_lr"), [(None, 1.0), ("vi", 1.0), ("vi", 10.0)])
+def test_batched_training_equals_separate_fits(bayesian: str | None, scale_lr: float) -> None:
+    vi = _vi.VIConfig(kl_weight=1e-3, scale_lr_factor=scale_lr) if bayesian == "vi" else None
     x, c = _data(n=48)
     fit_seeds = [5, 6, 7]
     batch = BatchedCNF(K, D, C, seeds=SEEDS, bayesian=bayesian, vi=vi)

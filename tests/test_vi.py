@@ -35,6 +35,11 @@ def test_vi_config_validation_and_roundtrip() -> None:
         vi.VIConfig(prior_scale=0.0)
     with pytest.raises(ValueError, match="unknown VIConfig keys"):
         vi.VIConfig.from_dict({"kl_factor": 1.0})
+    with pytest.raises(ValueError, match="scale_lr_factor"):
+        vi.VIConfig(scale_lr_factor=0.0)
+    # configs stored before the field existed load with the old behaviour (factor 1)
+    old = {k: v for k, v in cfg.to_dict().items() if k != "scale_lr_factor"}
+    assert vi.VIConfig.from_dict(old).scale_lr_factor == 1.0
 
 
 def test_dense_factory() -> None:
@@ -201,3 +206,61 @@ def test_vi_layers_order_and_errors() -> None:
     assert vi.vi_layers([net, layers[0]]) == layers  # deduplicated
     with pytest.raises(RuntimeError, match="not built"):
         vi.freeze_draw(vi.VIDense(2), 0)
+
+
+def test_width_learning_rate_factor_applies_to_exactly_the_widths() -> None:
+    from calamp.models.flows import CouplingFlow
+
+    model = CouplingFlow(4, 1, n_couplings=2, hidden=(8,), bayesian="vi",
+                         vi=vi.VIConfig(kl_weight=1e-3, scale_lr_factor=7.0), seed=0)
+    rho = {id(layer.posterior_rho) for layer in vi.vi_layers(model)}
+    variables = model.fit_variables
+    factors = vi.lr_factors(model, variables)
+    assert len(rho) == 4 and sum(f == 7.0 for f in factors) == 4
+    assert all((f == 7.0) == (id(v) in rho) for v, f in zip(variables, factors, strict=True))
+
+
+@pytest.mark.parametrize("factor", [1.0, 10.0])
+def test_widths_reach_the_closed_form_posterior_only_with_their_own_step_size(factor) -> None:
+    """Adam (calamp.optim.Adam, as Generator.fit uses it) on the linear regression above, from
+    the narrow start 1e-3 of calamp's shower flows: 1,000 cosine-scheduled steps of lr 1e-2.
+
+    For widths << 1, softplus(rho) ~ exp(rho) and Adam moves rho by at most ~lr per step, so
+    at factor 1 a width can grow at most by e^(sum of the step sizes) = e^5 (to 0.15), below
+    the closed-form posterior sds 0.35 and 0.22 whatever the data say; with factor 10 the
+    widths get there early and the decaying steps let them settle (within the 7 % of the SGD
+    test above)."""
+    from calamp.optim import Adam
+
+    n, sigma, steps, lr = 20, 1.0, 1000, 1e-2
+    x = np.linspace(-1.0, 1.0, n)
+    y = 0.7 * x - 0.3 + sigma * np.random.default_rng(0).normal(size=n)
+    design = np.stack([x, np.ones(n)], axis=1)
+    post_sd = np.sqrt(np.diag(np.linalg.inv(np.eye(2) + design.T @ design / sigma**2)))
+    layer = vi.VIDense(1, config=vi.VIConfig.from_k(1.0, n, init_scale=1e-3,
+                                                    scale_lr_factor=factor), seed=1)
+    xt, yt = tf.constant(x[:, None], tf.float32), tf.constant(y[:, None], tf.float32)
+    layer(xt)
+    var = layer.trainable_variables
+    adam = Adam(var, lr, (0.9, 0.999), 1e-8, vi.lr_factors(layer, var))
+    n_mc = 8
+
+    @tf.function
+    def run() -> None:
+        for t in tf.range(steps):
+            with tf.GradientTape() as tape:
+                nll = 0.0
+                for k in range(n_mc):
+                    vi.set_noise_seed(layer, tf.stack([tf.constant(0), t * n_mc + k]))
+                    nll += tf.reduce_mean(0.5 * tf.square(yt - layer(xt)) / sigma**2) / n_mc
+                loss = nll + vi.kl_loss(layer)
+            cosine = 0.5 * (1.0 + tf.cos(np.pi * tf.cast(t, tf.float32) / steps))
+            adam.apply(tape.gradient(loss, var), var, cosine)
+
+    run()
+    scale = layer.posterior_scale.numpy()
+    if factor == 1.0:
+        assert np.all(scale <= 1e-3 * np.exp(lr * steps / 2) * 1.01)
+        assert np.all(scale < 0.7 * post_sd)
+    else:
+        np.testing.assert_allclose(scale, post_sd, rtol=0.07)

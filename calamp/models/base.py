@@ -470,7 +470,7 @@ class Generator(tf.Module):
             self, x, c, steps, batch_size, checkpoint_every, lr_schedule
         )
         variables = self.fit_variables
-        adam = Adam(variables, learning_rate, betas, 1e-8)
+        adam = Adam(variables, learning_rate, betas, 1e-8, _vi.lr_factors(self, variables))
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
 
         def train_step(

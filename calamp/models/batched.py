@@ -354,6 +354,10 @@ class BatchedCNF(tf.Module):
         variables = self.variables_list
         n_layers = len(self.shapes)
         vi = self.bayesian == "vi"
+        # the widths' learning-rate factor (VIConfig.scale_lr_factor), as Generator.fit applies it
+        var_factors = [1.0] * len(variables)
+        if vi:
+            var_factors = [1.0] * len(self.locs) + [self.vi.scale_lr_factor] * len(self.rhos)
 
         def core(xs, cs, ts, zs, eps, lr_factors, alive, adam):
             m_vars, v_vars, iters, lr, b1, b2, eps_adam = adam
@@ -379,12 +383,14 @@ class BatchedCNF(tf.Module):
                 it = iters + tf.cast(ok, tf.float32)  # per-network Adam step counters (K,)
                 iters.assign(it)
                 tt = tf.maximum(it, 1.0)
-                for g, mv, vv, var in zip(grads, m_vars, v_vars, variables, strict=True):
+                for g, mv, vv, var, f in zip(grads, m_vars, v_vars, variables, var_factors,
+                                             strict=True):
                     bshape = [k] + [1] * (g.shape.rank - 1)
                     okb = tf.reshape(ok, bshape)
+                    step_lr = lr_factors[s] * lr if f == 1.0 else lr_factors[s] * (lr * f)
                     update, m_new, v_new = adam_update(
                         tf.where(okb, g, 0.0), mv, vv, tf.reshape(tt, bshape),
-                        lr=lr_factors[s] * lr, beta1=b1, beta2=b2, eps=eps_adam,
+                        lr=step_lr, beta1=b1, beta2=b2, eps=eps_adam,
                     )
                     mv.assign(tf.where(okb, m_new, mv))
                     vv.assign(tf.where(okb, v_new, vv))

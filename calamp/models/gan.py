@@ -347,8 +347,8 @@ class ShowerGAN(Generator):
         d_lr = learning_rate if disc_learning_rate is None else disc_learning_rate
 
         g_vars, d_vars = self.generator_variables, self.discriminator_variables
-        g_opt = Adam(g_vars, learning_rate, betas, 1e-8)
-        d_opt = Adam(d_vars, d_lr, betas, 1e-8)
+        g_opt = Adam(g_vars, learning_rate, betas, 1e-8, _vi.lr_factors(self, g_vars))
+        d_opt = Adam(d_vars, d_lr, betas, 1e-8, _vi.lr_factors(self, d_vars))
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
 
         def all_finite(loss: Any, grads: list[Any]) -> Any:
