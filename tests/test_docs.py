@@ -139,6 +139,23 @@ def test_common_noise_benchmark_section_is_the_rendering_of_its_json() -> None:
         "rerun: python benchmarks/bench_common_noise.py --render")
 
 
+def test_batched_flow_benchmark_section_is_the_rendering_of_its_json() -> None:
+    mod = _script("benchmarks/bench_batched_flow.py")
+    results = json.loads(mod.OUT.read_text())
+    assert _generated_section(mod) == mod.render(results), (
+        "rerun: python benchmarks/bench_batched_flow.py --render")
+
+
+def test_vi_widths_section_is_the_rendering_of_its_json() -> None:
+    mod = _script("analysis/vi_widths.py")
+    result = json.loads(mod.OUT.read_text())
+    assert _generated_section(mod) == mod.render(result), (
+        "rerun: python analysis/vi_widths.py render")
+    # the run it compares with the default differs from it in the width learning rate only
+    run = result["jobs"]["runs"][0]
+    assert run["vi_scale_lr"] != 1.0 and run["train_steps"] == 1500 and run["networks"] == 5
+
+
 def test_study_documents_hold_only_numbers_of_their_json() -> None:
     """RING_RESULTS.md and CALO_RESULTS.md are generated from the summary JSON (``document``
     step): every number in them is a number of the JSON they are generated from."""
