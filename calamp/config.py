@@ -139,7 +139,17 @@ class RunConfig:
             pre-trained weights, 3,000 steps, analysis/results/sampler_step_scan.json):
             acceptance 0.29–0.40 and a drift of the mean log-density on fixed events of −0.10
             to −0.11 nats (the chain leaving the pre-trained mode), against 0.04–0.08 and
-            −0.02 to −0.06 at 1e-3, whose 92–96 % rejections stall it.
+            −0.02 to −0.06 at 1e-3, whose 92–96 % rejections stall it. That acceptance is
+            mostly minibatch noise: the MH test's noise χ² is ~650 at 1e-4 on the ring flow
+            (``analysis/mh_noise_scan.py``, ``mh_noise``).
+        mh_noise: AdamMCMC's Metropolis–Hastings on minibatches. ``none`` (default) accepts on
+            the plain minibatch ratio, as the reference code does; it samples a wider
+            distribution than the posterior (standard deviations 1.6x too large on a Gaussian
+            posterior at N/B = 5, ``tests/test_samplers.py``). ``penalty`` corrects the
+            acceptance for the noise of the minibatch energy difference (Ceperley–Dewing,
+            :func:`~calamp.bayes.samplers.minibatch_noise_penalty`): exact, but only usable
+            where that noise is small (χ² ≲ 1); at the default ring step it rejects almost every
+            proposal (``analysis/mh_noise_scan.py``). Not for the GAN (no per-event terms).
         n_quantiles: numbers of quantile bins per axis (1D observables; the ring's (r, φ) grid
             uses n×n cells).
         truth_events: size of the truth sample that defines the binning and the truth fractions.
@@ -167,6 +177,7 @@ class RunConfig:
     sampler_lr: float = 0.0
     friction: float = 0.1
     inverse_temperature: float = 1.0
+    mh_noise: str = "none"
     networks: int = 5
     draws: int = 50
     generated: int = 10_000
@@ -223,6 +234,11 @@ class RunConfig:
         if self.sampler_lr > 0:
             return self.sampler_lr
         return 1e-4 if self.method == "adammcmc" else 1e-3
+
+    @property
+    def mh_noise_penalty(self) -> bool:
+        """Whether AdamMCMC corrects its acceptance for the minibatch noise (``mh_noise``)."""
+        return self.mh_noise == "penalty"
 
     @property
     def chain_draws(self) -> int:
@@ -480,6 +496,17 @@ def validate(cfg: RunConfig) -> None:
         f"{cfg.sampler_lr}"
     )
     _check(cfg.friction >= 0, "friction", "must be >= 0")
+    _check(
+        cfg.mh_noise in ("none", "penalty"),
+        "mh_noise",
+        f"must be 'none' or 'penalty', got {cfg.mh_noise!r}",
+    )
+    _check(
+        not (cfg.mh_noise == "penalty" and cfg.model == "gan"),
+        "mh_noise",
+        "'penalty' needs per-event likelihood terms, which the GAN's adversarial energy does not "
+        "have (use 'none')",
+    )
     _check(0 < cfg.holdout_fraction < 1, "holdout_fraction", "must be in (0, 1)")
     _check(cfg.mcmc_steps >= 0, "mcmc_steps", "must be >= 0")
     _check(cfg.burn_in >= 0, "burn_in", "must be >= 0")
@@ -493,9 +520,10 @@ def validate(cfg: RunConfig) -> None:
             f"several chains per network need an SG-MCMC method, not {cfg.method!r}",
         )
         _check(
-            cfg.draws % cfg.chains == 0 and cfg.draws // cfg.chains >= 2,
+            cfg.draws % cfg.chains == 0 and cfg.draws // cfg.chains >= 4,
             "chains",
-            f"the {cfg.draws} draws must split into {cfg.chains} chains of >= 2 draws each",
+            f"the {cfg.draws} draws must split into {cfg.chains} chains of >= 4 draws each "
+            "(the between-chain split-R-hat needs 4 states per chain)",
         )
     _check(
         cfg.effective_mcmc_steps - cfg.burn_in >= cfg.chain_draws,

@@ -373,9 +373,14 @@ def _batched_sampler(
 
     inv_prior_var = 1.0 / cfg.prior_scale**2
 
+    penalty = cfg.mh_noise_penalty
+
     def energy(theta, xb, cb=None):
-        data = -tf.reduce_mean(model.batched_log_prob(theta, xb, cb), axis=1) * n
-        return data + 0.5 * inv_prior_var * tf.reduce_sum(tf.square(theta), axis=1)
+        lp = model.batched_log_prob(theta, xb, cb)  # (C, B)
+        data = -tf.reduce_mean(lp, axis=1) * n
+        u = data + 0.5 * inv_prior_var * tf.reduce_sum(tf.square(theta), axis=1)
+        # per-event terms for the minibatch-noise penalty: U = Σ_i terms_i + prior
+        return (u, -lp * (n / tf.cast(tf.shape(lp)[1], lp.dtype))) if penalty else u
 
     return BatchedAdamMCMC(
         np.tile(start, (len(seeds), 1)),
@@ -385,6 +390,8 @@ def _batched_sampler(
         sigma=cfg.sigma,
         adapt_steps=cfg.burn_in,
         inverse_temperature=cfg.inverse_temperature,
+        noise_penalty=penalty,
+        population=n,
     )
 
 
@@ -457,14 +464,22 @@ def _run_sampler(
     variables = list(model.trainable_variables)
     inv_prior_var = 1.0 / cfg.prior_scale**2
 
+    penalty = cfg.method == "adammcmc" and cfg.mh_noise_penalty and adversarial is None
+
     def energy(*b):
         xb, cb, sd = (b[0], None, b[1]) if len(b) == 2 else b
+        terms = None
         if adversarial is not None:
             data = adversarial(xb, cb, seed=sd) * n
+        elif penalty:  # per-event terms for the minibatch-noise penalty: U = Σ_i terms_i + prior
+            lp = model.log_prob(xb, cb)
+            terms = -lp * (n / tf.cast(tf.shape(lp)[0], lp.dtype))
+            data = tf.reduce_sum(terms)
         else:
             data = model.nll(xb, cb) * n
         prior = 0.5 * inv_prior_var * tf.add_n([tf.reduce_sum(tf.square(v)) for v in variables])
-        return data + tf.cast(prior, data.dtype)
+        u = data + tf.cast(prior, data.dtype)
+        return u if terms is None else (u, terms)
 
     from calamp.bayes.diagnostics import chain_summary, warning_for
     from calamp.bayes.flat import get_flat, set_flat
@@ -480,6 +495,8 @@ def _run_sampler(
                 lr=cfg.sampler_step,
                 sigma=cfg.sigma,
                 adapt_steps=cfg.burn_in,
+                noise_penalty=penalty,
+                population=n,
                 **common,
             )
         if cfg.method == "sgld":

@@ -32,6 +32,9 @@ _HELP = {
     "1e-3)",
     "friction": "SGHMC friction (default 0.1)",
     "inverse_temperature": "SG-MCMC: target exp(-λU) (default 1)",
+    "mh_noise": "AdamMCMC minibatch Metropolis-Hastings: none (default: the plain minibatch "
+    "ratio, as the reference code; samples wider than the posterior) or penalty (exact: corrects "
+    "the acceptance for the minibatch noise; needs small steps)",
     "networks": "K independent networks (default 5)",
     "draws": "s posterior draws per network (default 50)",
     "generated": "g generated events per draw (default 10000)",

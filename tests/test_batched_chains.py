@@ -37,16 +37,30 @@ def _energy_rows(theta):
     return 0.5 * tf.reduce_sum(r * r, axis=1) + 0.5 * tf.reduce_sum(theta * theta, axis=1)
 
 
-def test_each_batched_chain_is_the_single_chain_of_its_seed() -> None:
+def _energy_terms_rows(theta):
+    """(energies (B,), per-event terms (B, 100)): the energy of ``_energy_rows`` split per event."""
+    r = _YT[None, :] - tf.linalg.matmul(theta, _XT, transpose_b=True)
+    terms = 0.5 * r * r
+    return tf.reduce_sum(terms, axis=1) + 0.5 * tf.reduce_sum(theta * theta, axis=1), terms
+
+
+@pytest.mark.parametrize("penalty", [False, True])
+def test_each_batched_chain_is_the_single_chain_of_its_seed(penalty) -> None:
     seeds = [3, 17, 40]
     start = np.tile(_MU.astype(np.float32) + 0.3, (3, 1))
-    batched = BatchedAdamMCMC(start, _energy_rows, seeds=seeds, adapt_steps=100, **_KW)
+    rows = _energy_terms_rows if penalty else _energy_rows
+    kw = dict(_KW, noise_penalty=penalty)
+    batched = BatchedAdamMCMC(start, rows, seeds=seeds, adapt_steps=100, **kw)
+
+    def single_energy(w):
+        out = rows(w[None])
+        return (out[0][0], out[1][0]) if penalty else out[0]
+
     singles = []
     for b, seed in enumerate(seeds):
         w = tf.Variable(start[b])
         singles.append(
-            (w, AdamMCMC([w], lambda w=w: _energy_rows(w[None])[0], seed=seed,
-                         adapt_steps=100, **_KW))
+            (w, AdamMCMC([w], lambda w=w: single_energy(w), seed=seed, adapt_steps=100, **kw))
         )
     for step in range(300):  # past the moment freezing at step 100
         out = batched.step()

@@ -10,7 +10,7 @@ import uproot
 from conftest import interrupt_network_once
 
 from calamp import pipeline
-from calamp.config import make_config
+from calamp.config import RunConfig, make_config
 from calamp.io import OutputExistsError, write_showers
 from calamp.schema import SchemaError, validate_results
 from calamp.simulate import photon_showers
@@ -408,3 +408,31 @@ def test_centroid_features_job_runs_and_stores_its_representation(tmp_path, show
     assert nd.features.n_features == 103 and nd.features.centroid_smear == 0.017
     for b in res["binnings"].values():
         assert np.isfinite(b["amplification"]["combined"]["precision"])
+
+
+@pytest.mark.parametrize(("model", "chains"), [("flow", 2), ("maf", 1)])
+def test_adammcmc_minibatch_noise_penalty_path_runs(tmp_path, model, chains):
+    """``mh_noise="penalty"`` reaches the batched chains (flow) and the single-chain sampler
+    (maf) with per-event terms, and is recorded in the results."""
+    cfg = make_config(
+        TINY,
+        dict(toy="ring", model=model, method="adammcmc", mh_noise="penalty", chains=chains,
+             networks=1, draws=8, generated=600, train_steps=15, n_train=300,
+             truth_events=3_000, n_quantiles=(3,), bootstrap=0, plots=False, mcmc_steps=12,
+             burn_in=3, sampler_lr=1e-6, sigma=1e-3),
+    )
+    res = pipeline.run_job(cfg, None, out=tmp_path / "o")
+    validate_results(json.loads((tmp_path / "o" / "results.json").read_text()))
+    assert res["config"]["mh_noise"] == "penalty"
+    assert res["networks"][0]["chain"]["steps"] >= 12
+
+
+def test_minibatch_noise_penalty_is_refused_for_the_gan():
+    from calamp.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match="mh-noise"):
+        validate(RunConfig(model="gan", method="adammcmc", mh_noise="penalty"))
+    with pytest.raises(ConfigError, match="mh-noise"):
+        validate(RunConfig(mh_noise="exact"))
+    with pytest.raises(ConfigError, match="4 draws each"):  # R-hat needs 4 states per chain
+        validate(RunConfig(method="adammcmc", draws=4, chains=2))

@@ -26,7 +26,15 @@ from typing import Any
 import numpy as np
 
 from calamp._tf import tf
-from calamp.bayes.samplers import _SALT, _check_positive, adam_mcmc_settings, mh_log_alpha
+from calamp.bayes.samplers import (
+    _SALT,
+    _check_population,
+    _check_positive,
+    adam_mcmc_settings,
+    mh_log_alpha,
+    minibatch_noise_chi2,
+    minibatch_noise_penalty,
+)
 from calamp.optim import adam_update
 
 __all__ = ["BatchedAdamMCMC"]
@@ -42,8 +50,9 @@ class BatchedAdamMCMC(tf.Module):
         energy_fn: ``energy_fn(theta, *batch) -> (B,)`` energies U_b at the rows of the (B, P)
             tensor ``theta``.
         seeds: B integer seeds; chain b draws the random numbers of ``AdamMCMC(seed=seeds[b])``.
-        lr, betas, eps, sigma, sigma_delta, inverse_temperature, metropolis, adapt_steps: as
-            :class:`~calamp.bayes.samplers.AdamMCMC` (shared by all chains).
+        lr, betas, eps, sigma, sigma_delta, inverse_temperature, metropolis, adapt_steps,
+            noise_penalty, population: as :class:`~calamp.bayes.samplers.AdamMCMC` (shared by
+            all chains); with ``noise_penalty`` the energy returns ``((B,) U, (B, n) terms)``.
     """
 
     def __init__(
@@ -60,8 +69,12 @@ class BatchedAdamMCMC(tf.Module):
         inverse_temperature: float = 1.0,
         metropolis: bool = True,
         adapt_steps: int | None = None,
+        noise_penalty: bool = False,
+        population: int | None = None,
     ) -> None:
         super().__init__(name="batched_adam_mcmc")
+        self._noise_penalty = bool(noise_penalty)
+        self._population = _check_population(population)
         theta0 = np.asarray(theta0)
         if theta0.ndim != 2 or theta0.shape[0] < 1 or theta0.shape[1] < 1:
             msg = f"`theta0` must be a (B, P) array of starting states, got shape {theta0.shape}"
@@ -161,16 +174,27 @@ class BatchedAdamMCMC(tf.Module):
 
         return tf.map_fn(one, self._seed_tensor, fn_output_signature=tf.int64)
 
-    def _energy_and_grad(self, theta: tf.Tensor, batch: tuple) -> tuple[tf.Tensor, tf.Tensor]:
+    def _energy_and_grad(self, theta: tf.Tensor, batch: tuple) -> tuple[tf.Tensor, tf.Tensor, Any]:
+        """((B,) U, (B, P) ∇U, (B, n) per-event terms or None)."""
+        terms = None
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(theta)
-            energy = tf.convert_to_tensor(self._energy_fn(theta, *batch))
+            out = self._energy_fn(theta, *batch)
+            if isinstance(out, (tuple, list)) and len(out) == 2:
+                out, terms = out[0], tf.convert_to_tensor(out[1])
+            elif self._noise_penalty:
+                msg = "with `noise_penalty`, `energy_fn` must return (energies, per-event terms)"
+                raise ValueError(msg)
+            energy = tf.convert_to_tensor(out)
             total = tf.reduce_sum(tf.where(tf.math.is_finite(energy), energy, 0.0))
         if energy.shape.rank != 1:
             msg = f"`energy_fn` must return a (B,) tensor, got shape {energy.shape}"
             raise ValueError(msg)
+        if terms is not None and terms.shape.rank != 2:
+            msg = f"`energy_fn` must return (B, n) per-event terms, got shape {terms.shape}"
+            raise ValueError(msg)
         grad = tape.gradient(total, theta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return energy, grad
+        return energy, grad, terms
 
     def _adam(self, grad: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         b1, b2 = self._betas
@@ -184,7 +208,7 @@ class BatchedAdamMCMC(tf.Module):
         """One step of every chain on ``batch`` (passed to ``energy_fn``): (B,) outputs."""
         keys = self._keys()
         theta = tf.identity(self.theta)
-        energy, grad = self._energy_and_grad(theta, tuple(batch))
+        energy, grad, terms = self._energy_and_grad(theta, tuple(batch))
         finite_rows = tf.reduce_all(tf.math.is_finite(grad), axis=1)
         grad_ok = tf.math.is_finite(energy) & finite_rows
         update, m_new, v_new = self._adam(grad)
@@ -204,12 +228,20 @@ class BatchedAdamMCMC(tf.Module):
 
         f64 = tf.float64
         if self._metropolis:
-            prop_energy, prop_grad = self._energy_and_grad(proposal, tuple(batch))
+            prop_energy, prop_grad, prop_terms = self._energy_and_grad(proposal, tuple(batch))
             rev_update, _, _ = self._adam(tf.where(tf.math.is_finite(prop_grad), prop_grad, 0.0))
             log_alpha = mh_log_alpha(
                 theta, proposal, update, rev_update, energy, prop_energy, scale=s,
                 sigma_delta=self._sigma_delta, inverse_temperature=self._lam,
             )
+            chi2 = None
+            if terms is not None:
+                chi2 = minibatch_noise_chi2(
+                    terms, prop_terms, inverse_temperature=self._lam,
+                    population=self._population,
+                )
+                if self._noise_penalty:
+                    log_alpha = log_alpha - minibatch_noise_penalty(chi2, tf.shape(terms)[1])
             rev_ok = tf.reduce_all(tf.math.is_finite(prop_grad), axis=1)
             ok = prop_ok & rev_ok & tf.math.is_finite(log_alpha)
             u = tf.map_fn(
@@ -219,7 +251,9 @@ class BatchedAdamMCMC(tf.Module):
             accepted = ok & (tf.math.log(u) < log_alpha)
             accept_prob = tf.where(ok, tf.exp(tf.minimum(log_alpha, 0.0)), tf.zeros_like(log_alpha))
         else:
-            prop_energy = tf.convert_to_tensor(self._energy_fn(proposal, *batch))
+            out = self._energy_fn(proposal, *batch)
+            prop_energy = tf.convert_to_tensor(out[0] if terms is not None else out)
+            chi2 = None
             ok = prop_ok & tf.math.is_finite(prop_energy)
             accepted = ok
             accept_prob = tf.cast(ok, f64)
@@ -241,4 +275,8 @@ class BatchedAdamMCMC(tf.Module):
             "accepted": accepted,
             "accept_prob": accept_prob,
             "nonfinite": nonfinite,
+            # (B,) minibatch noise χ² of the MH tests (corrected only with noise_penalty); NaN
+            # without per-event terms
+            "noise_chi2": (tf.fill(tf.shape(energy), tf.constant(math.nan, tf.float64))
+                           if chi2 is None else chi2),
         }
