@@ -363,6 +363,18 @@ def format_summary(results: Mapping[str, Any]) -> str:
             f"{results['data']['n_draws']} draws"
             + _rhat_text(chains, key)
         )
+        chi2 = [c.get("mh_noise_chi2_median") for c in chains]
+        if any(v is not None for v in chi2):
+            from calamp.bayes.chain import MH_NOISE_WARN
+
+            noisy = any(v is not None and v > MH_NOISE_WARN for v in chi2)
+            lines.append(
+                "Metropolis-Hastings minibatch noise, median chi2 per network: "
+                + ", ".join("n/a" if v is None else f"{v:.3g}" for v in chi2)
+                + (f" (> {MH_NOISE_WARN:g}: the accept/reject test is decided by noise and the "
+                   "draws are wider than the posterior; see README, 'Minibatch "
+                   "Metropolis-Hastings')" if noisy else "")
+            )
     return "\n".join(lines)
 
 

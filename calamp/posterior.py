@@ -373,14 +373,12 @@ def _batched_sampler(
 
     inv_prior_var = 1.0 / cfg.prior_scale**2
 
-    penalty = cfg.mh_noise_penalty
-
     def energy(theta, xb, cb=None):
         lp = model.batched_log_prob(theta, xb, cb)  # (C, B)
         data = -tf.reduce_mean(lp, axis=1) * n
         u = data + 0.5 * inv_prior_var * tf.reduce_sum(tf.square(theta), axis=1)
-        # per-event terms for the minibatch-noise penalty: U = Σ_i terms_i + prior
-        return (u, -lp * (n / tf.cast(tf.shape(lp)[1], lp.dtype))) if penalty else u
+        # per-event terms (U = Σ_i terms_i + prior): the MH test's minibatch noise χ²
+        return u, -lp * (n / tf.cast(tf.shape(lp)[1], lp.dtype))
 
     return BatchedAdamMCMC(
         np.tile(start, (len(seeds), 1)),
@@ -390,7 +388,7 @@ def _batched_sampler(
         sigma=cfg.sigma,
         adapt_steps=cfg.burn_in,
         inverse_temperature=cfg.inverse_temperature,
-        noise_penalty=penalty,
+        noise_penalty=cfg.mh_noise_penalty,
         population=n,
     )
 
@@ -456,7 +454,7 @@ def _run_sampler(
     narrows it as 1/√λ.
     """
     from calamp._tf import tf
-    from calamp.bayes.chain import draw_posterior
+    from calamp.bayes.chain import draw_posterior, noise_warning
     from calamp.bayes.samplers import SGHMC, SGLD, AdamMCMC
 
     n = len(x)
@@ -464,17 +462,19 @@ def _run_sampler(
     variables = list(model.trainable_variables)
     inv_prior_var = 1.0 / cfg.prior_scale**2
 
-    penalty = cfg.method == "adammcmc" and cfg.mh_noise_penalty and adversarial is None
+    # AdamMCMC on a likelihood: per-event terms (U = Σ_i terms_i + prior) for the MH test's
+    # minibatch noise χ² (reported; corrected with --mh-noise penalty)
+    with_terms = cfg.method == "adammcmc" and adversarial is None
 
     def energy(*b):
         xb, cb, sd = (b[0], None, b[1]) if len(b) == 2 else b
         terms = None
         if adversarial is not None:
             data = adversarial(xb, cb, seed=sd) * n
-        elif penalty:  # per-event terms for the minibatch-noise penalty: U = Σ_i terms_i + prior
+        elif with_terms:
             lp = model.log_prob(xb, cb)
             terms = -lp * (n / tf.cast(tf.shape(lp)[0], lp.dtype))
-            data = tf.reduce_sum(terms)
+            data = -tf.reduce_mean(lp) * n  # = model.nll(xb, cb) * n
         else:
             data = model.nll(xb, cb) * n
         prior = 0.5 * inv_prior_var * tf.add_n([tf.reduce_sum(tf.square(v)) for v in variables])
@@ -495,7 +495,7 @@ def _run_sampler(
                 lr=cfg.sampler_step,
                 sigma=cfg.sigma,
                 adapt_steps=cfg.burn_in,
-                noise_penalty=penalty,
+                noise_penalty=cfg.mh_noise_penalty,
                 population=n,
                 **common,
             )
@@ -563,8 +563,13 @@ def _run_sampler(
             rhat_theta_max=theta["rhat_max"],
             ess_energy=None,  # per chain only: see the per-chain records
             per_chain=[p.info for p in posts],
-            warning=warning_for(stat or theta, cfg.draws),
         )
+        chi2 = [p.info["mh_noise_chi2_median"] for p in posts
+                if p.info.get("mh_noise_chi2_median") is not None]
+        info["mh_noise_chi2_median"] = float(np.median(chi2)) if chi2 else None
+        info["warning"] = "; ".join(w for w in (
+            warning_for(stat or theta, cfg.draws), noise_warning(info["mh_noise_chi2_median"])
+        ) if w) or None
     if info["n_nonfinite"]:
         print(
             f"calamp: network {k}: {info['n_nonfinite']} sampler steps met NaN/inf and were "

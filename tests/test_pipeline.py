@@ -424,7 +424,20 @@ def test_adammcmc_minibatch_noise_penalty_path_runs(tmp_path, model, chains):
     res = pipeline.run_job(cfg, None, out=tmp_path / "o")
     validate_results(json.loads((tmp_path / "o" / "results.json").read_text()))
     assert res["config"]["mh_noise"] == "penalty"
-    assert res["networks"][0]["chain"]["steps"] >= 12
+    chain = res["networks"][0]["chain"]
+    assert chain["steps"] >= 12
+    # the MH test's noise is measured from the per-event terms, and reported
+    assert chain["mh_noise_chi2_median"] is not None and chain["mh_noise_chi2_median"] >= 0
+    from calamp.analysis import format_summary
+
+    assert "minibatch noise, median chi2" in format_summary(res)
+
+
+def test_noise_warning_threshold():
+    from calamp.bayes.chain import MH_NOISE_WARN, noise_warning
+
+    assert noise_warning(None) is None and noise_warning(MH_NOISE_WARN) is None
+    assert "decided by minibatch noise" in noise_warning(2 * MH_NOISE_WARN)
 
 
 def test_minibatch_noise_penalty_is_refused_for_the_gan():

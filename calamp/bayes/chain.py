@@ -45,7 +45,8 @@ class PosteriorDraws:
     Attributes:
         samples: (draws, P) float32 kept states θ.
         info: JSON-ready facts: steps, burn_in, thin, thin_measured, tau_burn_in_steps,
-            acceptance rates, n_nonfinite, ess_theta_min, rhat_theta_max, ess_energy, warning.
+            acceptance rates, n_nonfinite, ess_theta_min, rhat_theta_max, ess_energy,
+            mh_noise_chi2_median (AdamMCMC with per-event terms, else None), warning.
         trace: (draws, 4) θ projections of the kept states.
         stat_trace: (draws, m) the caller's function-space statistics of the kept states
             (``stat_fn``), or None.
@@ -161,6 +162,7 @@ def draw_posterior(
     samples = res.samples[-draws:].reshape(draws, n_chains, p)
     acc = np.reshape(res.acceptance_rate, n_chains)
     nonfinite = np.reshape(res.n_nonfinite, n_chains)
+    chi2 = res.noise_chi2.reshape(n_steps, n_chains)
     out = []
     for b in range(n_chains):
         empty = {"stuck": False, "ess_min": None, "rhat_max": None}
@@ -184,7 +186,9 @@ def draw_posterior(
             "ess_energy": energy["ess_min"],
             "ess_stat_min": stat["ess_min"],
             "rhat_stat_max": stat["rhat_max"],
-            "warning": warning_for(stat if stat_fn else theta, draws),
+            "mh_noise_chi2_median": _median_or_none(chi2[:, b]),
+            "warning": _join(warning_for(stat if stat_fn else theta, draws),
+                             noise_warning(_median_or_none(chi2[:, b]))),
         }
         out.append(
             PosteriorDraws(samples[:, b], info, kept[:, b], None if stats is None else stats[:, b])
@@ -194,6 +198,28 @@ def draw_posterior(
 
 def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
+
+
+def _median_or_none(x: np.ndarray) -> float | None:
+    x = x[np.isfinite(x)]
+    return float(np.median(x)) if x.size else None
+
+
+def _join(*warnings: str | None) -> str | None:
+    return "; ".join(w for w in warnings if w) or None
+
+
+MH_NOISE_WARN = 1.0
+"""Warn when the median minibatch noise χ² of the MH tests exceeds this."""
+
+
+def noise_warning(chi2_median: float | None) -> str | None:
+    """The warning for a Metropolis–Hastings test dominated by minibatch noise, or None."""
+    if chi2_median is None or chi2_median <= MH_NOISE_WARN:
+        return None
+    return (f"the Metropolis-Hastings test is decided by minibatch noise (median chi2 "
+            f"{chi2_median:.3g} > {MH_NOISE_WARN:g}): the draws are wider than the posterior "
+            "(smaller --sampler-lr/--sigma, a larger --batch-size, or --mh-noise penalty)")
 
 
 @dataclass(frozen=True)
@@ -210,6 +236,8 @@ class ChainResult:
         steps: number of steps of this run (n_steps).
         trace: (n_steps, m) ``trace_fn()`` after every step (summary statistics of θ for
             autocorrelation diagnostics), or None without ``trace_fn``.
+        noise_chi2: (n_steps,) the minibatch noise χ² of each step's Metropolis–Hastings test
+            (AdamMCMC with per-event energy terms), NaN where not measured.
     """
 
     samples: np.ndarray
@@ -219,6 +247,7 @@ class ChainResult:
     n_nonfinite: int | np.ndarray
     steps: int
     trace: np.ndarray | None = None
+    noise_chi2: np.ndarray | None = None
 
 
 class _RunState(tf.Module):
@@ -246,6 +275,7 @@ class _RunState(tf.Module):
         self.energies = tf.Variable(tf.zeros([n_steps, *lead], tf.float64), trainable=False)
         self.accepted = tf.Variable(tf.zeros([n_steps, *lead], tf.int8), trainable=False)
         self.nonfinite = tf.Variable(tf.zeros([n_steps, *lead], tf.int8), trainable=False)
+        self.noise_chi2 = tf.Variable(tf.zeros([n_steps, *lead], tf.float64), trainable=False)
 
 
 def _chain_axis(sampler: Any) -> tuple[int, ...]:
@@ -328,6 +358,7 @@ def run_chain(
     energies = np.zeros((n_steps, *lead), np.float64)
     accepted = np.zeros((n_steps, *lead), np.int8)
     nonfinite = np.zeros((n_steps, *lead), np.int8)
+    noise_chi2 = np.full((n_steps, *lead), np.nan)
     config = [n_steps, burn_in, thin, p, *lead]
 
     manager = None
@@ -352,6 +383,7 @@ def run_chain(
             energies[:] = state.energies.numpy()
             accepted[:] = state.accepted.numpy()
             nonfinite[:] = state.nonfinite.numpy()
+            noise_chi2[:] = state.noise_chi2.numpy()
             trace[:] = state.trace.numpy()
 
     done = int(state.done.numpy())
@@ -363,6 +395,7 @@ def run_chain(
         state.energies.assign(energies)
         state.accepted.assign(accepted)
         state.nonfinite.assign(nonfinite)
+        state.noise_chi2.assign(noise_chi2)
         state.trace.assign(trace)
         manager.save(checkpoint_number=sampler.steps)
 
@@ -384,6 +417,8 @@ def run_chain(
                 energies[done] = out["energy"].numpy()
                 accepted[done] = out["accepted"].numpy()
                 nonfinite[done] = out["nonfinite"].numpy()
+                if "noise_chi2" in out:
+                    noise_chi2[done] = out["noise_chi2"].numpy()
                 if trace_fn is not None:
                     trace[done] = np.asarray(trace_fn(), np.float64).reshape(*lead, m)
                 done += 1
@@ -402,4 +437,5 @@ def run_chain(
         n_nonfinite=nonfinite.sum(axis=0) if lead else int(nonfinite.sum()),
         steps=n_steps,
         trace=None if trace_fn is None else trace,
+        noise_chi2=noise_chi2,
     )
