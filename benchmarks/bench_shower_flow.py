@@ -41,6 +41,28 @@ def step_cost(vi: bool, xla: bool, steps: int = 60, warm: int = 10, couplings: i
     return stamps[1] - t0, (stamps[steps] - stamps[warm]) / (steps - warm)
 
 
+def vi_ablation(steps: int = 50, warm: int = 10) -> list[tuple[str, float]]:
+    """Where the VI step's extra time goes (XLA, default shower flow): ms per step of the VI
+    step as is, with the weight noise replaced by a constant (no random numbers), and with the
+    KL term dropped, beside the deterministic step. The ablations change what is computed, so
+    they are profiles, not training settings."""
+    from calamp.bayes import vi as vi_mod
+
+    rows = [("deterministic", step_cost(False, True, steps, warm)[1]),
+            ("VI k=1 as is", step_cost(True, True, steps, warm)[1])]
+    keep = vi_mod.VIDense.sample_weights, vi_mod.VIDense.kl_divergence
+    try:
+        vi_mod.VIDense.sample_weights = (  # type: ignore[method-assign]
+            lambda self, seed: self.posterior_loc + self.posterior_scale * 0.5)
+        rows.append(("VI k=1, no random numbers", step_cost(True, True, steps, warm)[1]))
+        vi_mod.VIDense.sample_weights = keep[0]  # type: ignore[method-assign]
+        vi_mod.VIDense.kl_divergence = lambda self: tf.zeros([])  # type: ignore[method-assign]
+        rows.append(("VI k=1, no KL term", step_cost(True, True, steps, warm)[1]))
+    finally:
+        vi_mod.VIDense.sample_weights, vi_mod.VIDense.kl_divergence = keep
+    return rows
+
+
 def rng_cost(xla: bool, n: int = 1_360_000, repeats: int = 10) -> float:
     """Seconds for n stateless standard normals (one VI weight sample of the flow)."""
     f = tf.function(lambda s: tf.reduce_sum(tf.random.stateless_normal([n], s)), jit_compile=xla)
@@ -58,8 +80,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--small", action="store_true",
                    help="also the small flows (3x32: the quick preset, 2x16: the tests)")
+    p.add_argument("--ablate", action="store_true",
+                   help="only the VI step's profile (random numbers, KL) at the default size")
     args = p.parse_args()
     print(f"load average at start: {os.getloadavg()}")
+    if args.ablate:
+        print("| 8x128 XLA step | per step [ms] |")
+        print("|---|---|")
+        for name, per in vi_ablation():
+            print(f"| {name} | {1e3 * per:.0f} |", flush=True)
+        return
     print("| flow | training step | compile + first step [s] | per step [ms] |")
     print("|---|---|---|---|")
     archs = [(8, 128)] + ([(3, 32), (2, 16)] if args.small else [])

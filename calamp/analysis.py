@@ -371,8 +371,8 @@ def format_summary(results: Mapping[str, Any]) -> str:
             lines.append(
                 "Metropolis-Hastings minibatch noise, median chi2 per network: "
                 + ", ".join("n/a" if v is None else f"{v:.3g}" for v in chi2)
-                + (f" (> {MH_NOISE_WARN:g}: the accept/reject test is decided by noise and the "
-                   "draws are wider than the posterior; see README, 'Minibatch "
+                + (f" (> {MH_NOISE_WARN:g}: the accept/reject test is decided by noise, so the "
+                   "chains do not sample the posterior; see README, 'Minibatch "
                    "Metropolis-Hastings')" if noisy else "")
             )
     return "\n".join(lines)

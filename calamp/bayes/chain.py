@@ -218,8 +218,9 @@ def noise_warning(chi2_median: float | None) -> str | None:
     if chi2_median is None or chi2_median <= MH_NOISE_WARN:
         return None
     return (f"the Metropolis-Hastings test is decided by minibatch noise (median chi2 "
-            f"{chi2_median:.3g} > {MH_NOISE_WARN:g}): the draws are wider than the posterior "
-            "(smaller --sampler-lr/--sigma, a larger --batch-size, or --mh-noise penalty)")
+            f"{chi2_median:.3g} > {MH_NOISE_WARN:g}), so the chain does not sample the posterior "
+            "(a chain that moves samples wider than it; smaller --sampler-lr/--sigma, a larger "
+            "--batch-size, or --mh-noise penalty)")
 
 
 @dataclass(frozen=True)
