@@ -32,7 +32,7 @@ BUDGETS: dict[str, dict] = {
     # a few minutes: exercises every code path (tests, smoke runs)
     "ci": dict(
         networks=3,
-        draws=6,
+        draws=8,  # the AdamMCMC configs run 2 chains of >= 4 draws (split-R-hat)
         generated=20_000,
         train_steps=300,
         n_train=2_000,
