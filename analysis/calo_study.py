@@ -267,6 +267,16 @@ def document(summary: dict) -> str:
     if best:
         lines += ["", "Best-calibrated setting per method (smallest mean MAD): "
                   + ", ".join(f"{m}: `{t}`" for m, t in best.items()) + "."]
+    noisy = [(tag, pt) for tag, pt in summary["points"].items()
+             if any(v is not None for v in pt.get("mh_noise_chi2") or [])]
+    if noisy:
+        lines += ["", "AdamMCMC chains (per network: acceptance / median minibatch-noise χ² of "
+                  "the Metropolis–Hastings tests; above 1 the test is decided by noise and the "
+                  "draws are not posterior samples, README 'Minibatch Metropolis–Hastings'):"]
+        lines += [f"* `{tag}`: " + ", ".join(
+            f"{num(a)} / {num(c)}"
+            for a, c in zip(pt["acceptance"], pt["mh_noise_chi2"], strict=True))
+            for tag, pt in noisy]
     lines += ["", "## Per observable", "",
               "Each cell: A = n'/n (mean over networks; \"≥\" where it is only a lower bound) / "
               "A_true = n_eq/n from the JSD closure / MAD of the calibration curve, per number "

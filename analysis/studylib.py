@@ -203,6 +203,9 @@ def point_summary(
             "total_seconds": res["timings"]["total_seconds"],
         },
         "acceptance": [net.get("chain", {}).get("acceptance_rate") for net in res["networks"]],
+        # median minibatch-noise χ² of the MH tests per network (AdamMCMC on a likelihood)
+        "mh_noise_chi2": [net.get("chain", {}).get("mh_noise_chi2_median")
+                          for net in res["networks"]],
     }
 
 

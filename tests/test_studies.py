@@ -116,3 +116,8 @@ def test_calo_study_ci_budget(tmp_path):
                 assert np.isfinite(v["amplification_paper"])
     assert summary["best_calibrated"]["vi"].startswith("flow_vi_k1")
     assert (fig / "closure_all.png").is_file()
+    # the AdamMCMC point carries its chains' minibatch-noise chi2, and the document shows it
+    amcmc = next(p for t, p in summary["points"].items() if t.startswith("flow_amcmc"))
+    assert len(amcmc["mh_noise_chi2"]) == 2 and all(v is not None for v in amcmc["mh_noise_chi2"])
+    calo = _load("calo_study")
+    assert "median minibatch-noise χ²" in calo.document(summary)
