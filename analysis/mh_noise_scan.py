@@ -47,12 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", default="256,1000")
     args = ap.parse_args(argv)
 
+    import dataclasses
+
     import numpy as np
 
-    from calamp._tf import tf
-    from calamp.bayes.batched import BatchedAdamMCMC
+    from calamp.bayes.flat import get_flat
     from calamp.config import RunConfig
-    from calamp.posterior import _stacked_batch_fn, _training_data, build_model
+    from calamp.posterior import _batched_sampler, _stacked_batch_fn, _training_data, build_model
     from calamp.seeds import derive_seed
     from calamp.sources import prepare_source
 
@@ -69,24 +70,19 @@ def main(argv: list[str] | None = None) -> int:
               learning_rate=cfg.learning_rate, lr_schedule=cfg.lr_schedule,
               seed=derive_seed(cfg.seed, "fit", 0), progress=False)
     fit_seconds = time.perf_counter() - t0
-    start = np.concatenate([v.numpy().ravel() for v in model.trainable_variables])[None]
-    inv_prior_var = 1.0 / cfg.prior_scale**2
-
-    def energy(theta, xb, cb=None):  # the pipeline's energy, with its per-event terms
-        lp = model.batched_log_prob(theta, xb, cb)
-        u = -tf.reduce_mean(lp, axis=1) * n + 0.5 * inv_prior_var * tf.reduce_sum(
-            tf.square(theta), axis=1)
-        return u, -lp * (n / tf.cast(tf.shape(lp)[1], lp.dtype))
+    start = get_flat(model.trainable_variables)
 
     rows = []
     for batch in (int(b) for b in args.batches.split(",")):
         for f in (float(s) for s in args.scales.split(",")):
             for penalty in (False, True):
-                sampler = BatchedAdamMCMC(
-                    start, energy, seeds=[derive_seed(cfg.seed, "sampler", 0)],
-                    lr=f * BASE_LR, sigma=f * BASE_SIGMA, adapt_steps=args.steps // 4,
-                    noise_penalty=penalty, population=n,
+                # the pipeline's sampler (energy with per-event terms) at this step scale
+                point = dataclasses.replace(
+                    cfg, sampler_lr=f * BASE_LR, sigma=f * BASE_SIGMA, burn_in=args.steps // 4,
+                    mh_noise="penalty" if penalty else "none",
                 )
+                sampler = _batched_sampler(point, model, start,
+                                           [derive_seed(cfg.seed, "sampler", 0)], n)
                 batches = _stacked_batch_fn(x, c, batch, sampler.seeds)
                 pens, acc = [], []
                 t0 = time.perf_counter()

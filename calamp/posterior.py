@@ -454,7 +454,7 @@ def _run_sampler(
     narrows it as 1/√λ.
     """
     from calamp._tf import tf
-    from calamp.bayes.chain import draw_posterior, noise_warning
+    from calamp.bayes.chain import draw_posterior, join_warnings, noise_warning
     from calamp.bayes.samplers import SGHMC, SGLD, AdamMCMC
 
     n = len(x)
@@ -567,9 +567,9 @@ def _run_sampler(
         chi2 = [p.info["mh_noise_chi2_median"] for p in posts
                 if p.info.get("mh_noise_chi2_median") is not None]
         info["mh_noise_chi2_median"] = float(np.median(chi2)) if chi2 else None
-        info["warning"] = "; ".join(w for w in (
+        info["warning"] = join_warnings(
             warning_for(stat or theta, cfg.draws), noise_warning(info["mh_noise_chi2_median"])
-        ) if w) or None
+        )
     if info["n_nonfinite"]:
         print(
             f"calamp: network {k}: {info['n_nonfinite']} sampler steps met NaN/inf and were "

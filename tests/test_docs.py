@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -125,33 +127,24 @@ def test_quadrature_benchmark_section_is_the_rendering_of_its_json() -> None:
         "rerun: python benchmarks/bench_quadrature.py --render")
 
 
-def test_end_to_end_section_is_the_rendering_of_its_json() -> None:
-    mod = _script("benchmarks/end_to_end.py")
-    rows = json.loads(mod.OUT.read_text())
-    assert _generated_section(mod) == mod.render(rows), (
-        "rerun: python benchmarks/end_to_end.py render")
+@pytest.mark.parametrize(
+    ("script", "rerun"),
+    [
+        ("benchmarks/end_to_end.py", "render"),
+        ("benchmarks/bench_common_noise.py", "--render"),
+        ("benchmarks/bench_batched_flow.py", "--render"),
+        ("analysis/vi_widths.py", "render"),
+    ],
+)
+def test_generated_section_is_the_rendering_of_its_json(script, rerun) -> None:
+    """Sections of RESULTS.md / README.md written by a script from its JSON (``mod.OUT``)."""
+    mod = _script(script)
+    assert _generated_section(mod) == mod.render(json.loads(mod.OUT.read_text())), (
+        f"rerun: python {script} {rerun}")
 
 
-def test_common_noise_benchmark_section_is_the_rendering_of_its_json() -> None:
-    mod = _script("benchmarks/bench_common_noise.py")
-    results = json.loads(mod.OUT.read_text())
-    assert _generated_section(mod) == mod.render(results), (
-        "rerun: python benchmarks/bench_common_noise.py --render")
-
-
-def test_batched_flow_benchmark_section_is_the_rendering_of_its_json() -> None:
-    mod = _script("benchmarks/bench_batched_flow.py")
-    results = json.loads(mod.OUT.read_text())
-    assert _generated_section(mod) == mod.render(results), (
-        "rerun: python benchmarks/bench_batched_flow.py --render")
-
-
-def test_vi_widths_section_is_the_rendering_of_its_json() -> None:
-    mod = _script("analysis/vi_widths.py")
-    result = json.loads(mod.OUT.read_text())
-    assert _generated_section(mod) == mod.render(result), (
-        "rerun: python analysis/vi_widths.py render")
-    # the run it compares with the default differs from it in the width learning rate only
+def test_vi_widths_run_differs_from_the_default_in_the_width_rate_only() -> None:
+    result = json.loads(_script("analysis/vi_widths.py").OUT.read_text())
     run = result["jobs"]["runs"][0]
     assert run["vi_scale_lr"] != 1.0 and run["train_steps"] == 1500 and run["networks"] == 5
 

@@ -34,6 +34,7 @@ from calamp.bayes.samplers import (
     mh_log_alpha,
     minibatch_noise_chi2,
     minibatch_noise_penalty,
+    split_energy,
 )
 from calamp.optim import adam_update
 
@@ -176,16 +177,11 @@ class BatchedAdamMCMC(tf.Module):
 
     def _energy_and_grad(self, theta: tf.Tensor, batch: tuple) -> tuple[tf.Tensor, tf.Tensor, Any]:
         """((B,) U, (B, P) ∇U, (B, n) per-event terms or None)."""
-        terms = None
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(theta)
-            out = self._energy_fn(theta, *batch)
-            if isinstance(out, (tuple, list)) and len(out) == 2:
-                out, terms = out[0], tf.convert_to_tensor(out[1])
-            elif self._noise_penalty:
-                msg = "with `noise_penalty`, `energy_fn` must return (energies, per-event terms)"
-                raise ValueError(msg)
-            energy = tf.convert_to_tensor(out)
+            energy, terms = split_energy(
+                self._energy_fn(theta, *batch), need_terms=self._noise_penalty
+            )
             total = tf.reduce_sum(tf.where(tf.math.is_finite(energy), energy, 0.0))
         if energy.shape.rank != 1:
             msg = f"`energy_fn` must return a (B,) tensor, got shape {energy.shape}"
@@ -241,7 +237,7 @@ class BatchedAdamMCMC(tf.Module):
                     population=self._population,
                 )
                 if self._noise_penalty:
-                    log_alpha = log_alpha - minibatch_noise_penalty(chi2, tf.shape(terms)[1])
+                    log_alpha = log_alpha - minibatch_noise_penalty(chi2, tf.shape(terms)[-1])
             rev_ok = tf.reduce_all(tf.math.is_finite(prop_grad), axis=1)
             ok = prop_ok & rev_ok & tf.math.is_finite(log_alpha)
             u = tf.map_fn(
@@ -251,8 +247,7 @@ class BatchedAdamMCMC(tf.Module):
             accepted = ok & (tf.math.log(u) < log_alpha)
             accept_prob = tf.where(ok, tf.exp(tf.minimum(log_alpha, 0.0)), tf.zeros_like(log_alpha))
         else:
-            out = self._energy_fn(proposal, *batch)
-            prop_energy = tf.convert_to_tensor(out[0] if terms is not None else out)
+            prop_energy = split_energy(self._energy_fn(proposal, *batch), need_terms=False)[0]
             chi2 = None
             ok = prop_ok & tf.math.is_finite(prop_energy)
             accepted = ok

@@ -163,6 +163,7 @@ def draw_posterior(
     acc = np.reshape(res.acceptance_rate, n_chains)
     nonfinite = np.reshape(res.n_nonfinite, n_chains)
     chi2 = res.noise_chi2.reshape(n_steps, n_chains)
+    chi2_median = [_median_or_none(chi2[:, b]) for b in range(n_chains)]
     out = []
     for b in range(n_chains):
         empty = {"stuck": False, "ess_min": None, "rhat_max": None}
@@ -186,9 +187,9 @@ def draw_posterior(
             "ess_energy": energy["ess_min"],
             "ess_stat_min": stat["ess_min"],
             "rhat_stat_max": stat["rhat_max"],
-            "mh_noise_chi2_median": _median_or_none(chi2[:, b]),
-            "warning": _join(warning_for(stat if stat_fn else theta, draws),
-                             noise_warning(_median_or_none(chi2[:, b]))),
+            "mh_noise_chi2_median": chi2_median[b],
+            "warning": join_warnings(warning_for(stat if stat_fn else theta, draws),
+                                     noise_warning(chi2_median[b])),
         }
         out.append(
             PosteriorDraws(samples[:, b], info, kept[:, b], None if stats is None else stats[:, b])
@@ -205,7 +206,8 @@ def _median_or_none(x: np.ndarray) -> float | None:
     return float(np.median(x)) if x.size else None
 
 
-def _join(*warnings: str | None) -> str | None:
+def join_warnings(*warnings: str | None) -> str | None:
+    """The non-empty warnings joined with "; ", or None."""
     return "; ".join(w for w in warnings if w) or None
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "minibatch_noise_chi2",
     "minibatch_noise_penalty",
     "rank_one_normal_log_prob",
+    "split_energy",
 ]
 
 EnergyFn = Callable[..., tf.Tensor]
@@ -91,6 +92,17 @@ def rank_one_normal_log_prob(
 
 def _all_finite(x: tf.Tensor) -> tf.Tensor:
     return tf.reduce_all(tf.math.is_finite(x))
+
+
+def split_energy(out: Any, *, need_terms: bool) -> tuple[tf.Tensor, Any]:
+    """``(energy, per-event terms or None)`` from what an energy function returned: the energy
+    alone, or ``(energy, terms)`` (terms: the per-event parts, for the minibatch-noise χ²)."""
+    if isinstance(out, (tuple, list)) and len(out) == 2:
+        return tf.convert_to_tensor(out[0]), tf.convert_to_tensor(out[1])
+    if need_terms:
+        msg = "with `noise_penalty`, `energy_fn` must return (energy, per-event terms)"
+        raise ValueError(msg)
+    return tf.convert_to_tensor(out), None
 
 
 def _check_population(population: int | None) -> int | None:
@@ -222,6 +234,7 @@ class _Sampler(tf.Module):
     """Shared state and plumbing; subclasses implement ``_step``."""
 
     _n_keys = 1
+    _noise_penalty = False  # AdamMCMC: energy_fn must then return per-event terms
 
     def __init__(
         self,
@@ -298,21 +311,25 @@ class _Sampler(tf.Module):
         key = tf.random.experimental.stateless_fold_in(base, self.step_count)
         return tf.random.experimental.stateless_split(key, self._n_keys)
 
-    def _energy_and_grad(self, batch: tuple) -> tuple[tf.Tensor, tf.Tensor]:
+    def _energy_terms_and_grad(self, batch: tuple) -> tuple[tf.Tensor, tf.Tensor, Any]:
+        """(U, ∇U, per-event terms (B,) or None) at the current weights."""
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(self.model_variables)
-            energy = tf.convert_to_tensor(self._energy_fn(*batch))
-        if energy.shape.rank != 0:
-            msg = f"`energy_fn` must return a scalar, got shape {energy.shape}"
+            energy, terms = split_energy(self._energy_fn(*batch), need_terms=self._noise_penalty)
+        if energy.shape.rank != 0 or (terms is not None and terms.shape.rank != 1):
+            msg = (f"`energy_fn` must return a scalar (and (B,) per-event terms), got shapes "
+                   f"{energy.shape} and {None if terms is None else terms.shape}")
             raise ValueError(msg)
         grads = tape.gradient(
             energy, self.model_variables, unconnected_gradients=tf.UnconnectedGradients.ZERO
         )
-        return energy, flatten(grads)
+        return energy, flatten(grads), terms
+
+    def _energy_and_grad(self, batch: tuple) -> tuple[tf.Tensor, tf.Tensor]:
+        return self._energy_terms_and_grad(batch)[:2]
 
     def _energy(self, batch: tuple) -> tf.Tensor:
-        out = self._energy_fn(*batch)
-        return tf.convert_to_tensor(out[0] if isinstance(out, (tuple, list)) else out)
+        return split_energy(self._energy_fn(*batch), need_terms=False)[0]
 
     def _finish(self, accepted: tf.Tensor, nonfinite: tf.Tensor) -> None:
         self.accepted_count.assign_add(tf.cast(accepted, tf.int64))
@@ -452,32 +469,6 @@ class AdamMCMC(_Sampler):
             eps=self._eps,
         )
 
-    def _energy_terms_and_grad(self, batch: tuple) -> tuple[tf.Tensor, tf.Tensor, Any]:
-        """(U, ∇U, per-event terms (B,) or None) at the current weights."""
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(self.model_variables)
-            out = self._energy_fn(*batch)
-            if not (isinstance(out, (tuple, list)) and len(out) == 2):
-                if self._noise_penalty:
-                    msg = "with `noise_penalty`, `energy_fn` must return (energy, per-event terms)"
-                    raise ValueError(msg)
-                out = (out, None)
-            energy = tf.convert_to_tensor(out[0])
-            terms = None if out[1] is None else tf.convert_to_tensor(out[1])
-        if energy.shape.rank != 0 or (terms is not None and terms.shape.rank != 1):
-            msg = (f"`energy_fn` must return a scalar (and (B,) per-event terms), got shapes "
-                   f"{energy.shape} and {None if terms is None else terms.shape}")
-            raise ValueError(msg)
-        grads = tape.gradient(
-            energy, self.model_variables, unconnected_gradients=tf.UnconnectedGradients.ZERO
-        )
-        return energy, flatten(grads), terms
-
-    @property
-    def noise_penalty(self) -> bool:
-        """Whether the acceptance is corrected for the minibatch noise."""
-        return self._noise_penalty
-
     def _step(self, batch: tuple) -> dict[str, tf.Tensor]:
         keys = self._keys()
         theta = flatten(self.model_variables)
@@ -508,7 +499,7 @@ class AdamMCMC(_Sampler):
                     population=self._population,
                 )
                 if self._noise_penalty:
-                    log_alpha = log_alpha - minibatch_noise_penalty(chi2, tf.size(terms))
+                    log_alpha = log_alpha - minibatch_noise_penalty(chi2, tf.shape(terms)[-1])
             ok = prop_ok & tf.math.is_finite(log_alpha)
             log_u = tf.math.log(
                 tf.random.stateless_uniform([], seed=keys[2], dtype=f64, minval=0.0, maxval=1.0)
