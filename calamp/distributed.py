@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import operator
-import socket
-import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -124,30 +122,6 @@ def local_client(workers: int) -> Any:
 # ------------------------------------------------------------------------------------------------
 # per-draw generation
 # ------------------------------------------------------------------------------------------------
-_cache: dict[tuple[str, int], tuple[tuple[int, int], Any, threading.Lock]] = {}
-_cache_lock = threading.Lock()
-
-
-def _cached_network(store_root: str, k: int) -> tuple[Any, threading.Lock]:
-    """Network k of a store, rebuilt once per worker process (until its files change)."""
-    from calamp.network import load_network
-
-    stem = Path(store_root) / f"network_{k:04d}"
-    try:
-        stamp = (stem.with_suffix(".json").stat().st_mtime_ns,
-                 stem.with_suffix(".npz").stat().st_mtime_ns)
-    except FileNotFoundError:
-        msg = (f"dask worker {socket.gethostname()}: no draws of network {k} under {store_root}; "
-               "the draw store must be on a filesystem shared by client and workers")
-        raise CalampError(msg) from None
-    with _cache_lock:
-        hit = _cache.get((store_root, k))
-        if hit is None or hit[0] != stamp:
-            hit = (stamp, load_network(store_root, k), threading.Lock())
-            _cache[(store_root, k)] = hit
-    return hit[1], hit[2]
-
-
 def _draw_task(task: tuple[Any, int, int, tuple[int, int] | None], *, cfg: Any, kind: str,
                binnings: Mapping[str, Any]) -> Any:
     """Worker side of :func:`generate_histograms`: task (handle, row, n_rows, chunks) = one draw
@@ -156,10 +130,11 @@ def _draw_task(task: tuple[Any, int, int, tuple[int, int] | None], *, cfg: Any, 
     handle, row, n_rows, chunks = task
     from calamp.generation import generation_context
     from calamp.histograms import HistogramSet
+    from calamp.network import cached_network
     from calamp.seeds import derive_seed
     from calamp.sources import decode_events, event_observables, split_key
 
-    nd, lock = _cached_network(str(Path(handle.path).parent), handle.network)
+    nd, lock = cached_network(str(Path(handle.path).parent), handle.network)
     k, i = handle.network, handle.index
     hset = HistogramSet(binnings, 1, n_rows)
     names = tuple({split_key(key)[0] for key in binnings})

@@ -1,7 +1,8 @@
 """Where calamp's units of work run: one ``map``/``reduce`` interface, in this process or on dask.
 
 Coffea-style executors. The job hands an executor a function, the items to map it over and the
-inputs every call shares; the executor decides where the calls run:
+inputs every call shares (``map_then``: and a second function whose calls depend on the
+first's, per item); the executor decides where the calls run:
 
 * :class:`LocalExecutor` — in this process, in order (no dask involved);
 * :class:`DaskExecutor` — on the workers of a ``distributed.Client``: the shared inputs are
@@ -61,6 +62,27 @@ class LocalExecutor:
         kw = dict(shared or {})
         return [fn(item, **kw) for item in items]
 
+    def map_then(self, fn: Callable[..., Any], items: Iterable[Any], then: Callable[..., Any],
+                 split: Callable[[Any], Iterable[Any]], *,
+                 shared: Mapping[str, Any] | None = None, desc: str = "",
+                 progress: bool = False,
+                 on_item: Callable[[int, Any, list[Any]], None] | None = None,
+                 ) -> tuple[list[Any], list[list[Any]]]:
+        """:meth:`DaskExecutor.map_then` in this process: item by item, ``fn`` then its
+        ``then`` calls, ``on_item`` after each item."""
+        del desc, progress
+        kw = dict(shared or {})
+        firsts: list[Any] = []
+        thens: list[list[Any]] = []
+        for j, item in enumerate(items):
+            first = fn(item, **kw)
+            subs = [then(sub, first, **kw) for sub in split(item)]
+            firsts.append(first)
+            thens.append(subs)
+            if on_item is not None:
+                on_item(j, first, subs)
+        return firsts, thens
+
     def reduce(self, fn: Callable[..., Any], items: Iterable[Any],
                combine: Callable[[Any, Any], Any], *, shared: Mapping[str, Any] | None = None,
                split_every: int = 8) -> Any:
@@ -91,6 +113,11 @@ class DaskExecutor:
                   f"could be limited to {self.threads}; restart those workers to avoid "
                   "oversubscribing the cores", file=sys.stderr)
 
+    def slots(self) -> int:
+        """Tasks the cluster runs at once: the threads of its workers (at least 1)."""
+        workers = self.client.scheduler_info().get("workers", {})
+        return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+
     def _scatter(self, shared: Mapping[str, Any] | None) -> dict[str, Any]:
         return {k: self.client.scatter(v, hash=False) for k, v in (shared or {}).items()}
 
@@ -113,6 +140,52 @@ class DaskExecutor:
             return self.client.gather(futures)
         finally:
             self.client.cancel([*futures, *kw.values()])
+
+    def map_then(self, fn: Callable[..., Any], items: Iterable[Any], then: Callable[..., Any],
+                 split: Callable[[Any], Iterable[Any]], *,
+                 shared: Mapping[str, Any] | None = None, desc: str = "",
+                 progress: bool = False,
+                 on_item: Callable[[int, Any, list[Any]], None] | None = None,
+                 ) -> tuple[list[Any], list[list[Any]]]:
+        """Two stages in one task graph: ``r = fn(item, **shared)`` for every item, and for
+        every ``sub`` in ``split(item)`` a task ``then(sub, r, **shared)`` that starts as soon as
+        its item's ``fn`` task is done (a dask dependency, not a barrier between the stages).
+
+        ``fn`` tasks have the higher priority: a free worker starts the next long ``fn`` task
+        before the short ``then`` tasks, and takes ``then`` tasks of finished items where no
+        ``fn`` task is left, so neither core idles while the other finishes the last item.
+        ``on_item(index, r, then_results)`` is called on the client as soon as an item's
+        tasks are all done (in completion order). A bar counts finished ``then`` tasks.
+
+        Returns:
+            ``(firsts, thens)``: the ``fn`` results in item order, and per item the list of its
+            ``then`` results in ``split`` order.
+        """
+        from distributed import as_completed
+        from tqdm.auto import tqdm
+
+        items = list(items)
+        kw = self._scatter(shared)
+        firsts = [self.client.submit(fn, item, pure=False, priority=1, **kw) for item in items]
+        thens = [
+            [self.client.submit(then, sub, first, pure=False, priority=0, **kw)
+             for sub in split(item)]
+            for item, first in zip(items, firsts, strict=True)
+        ]
+        owner = {fut.key: j for j, futs in enumerate(thens) for fut in futs}
+        left = [len(futs) for futs in thens]
+        flat = [fut for futs in thens for fut in futs]
+        try:
+            with tqdm(total=len(flat), disable=not progress, desc=desc or None) as bar:
+                for fut in as_completed(flat, loop=self.client.loop):
+                    bar.update(1)
+                    j = owner[fut.key]
+                    left[j] -= 1
+                    if left[j] == 0 and on_item is not None:
+                        on_item(j, firsts[j].result(), self.client.gather(thens[j]))
+            return self.client.gather(firsts), [self.client.gather(futs) for futs in thens]
+        finally:
+            self.client.cancel([*firsts, *flat, *kw.values()])
 
     def reduce(self, fn: Callable[..., Any], items: Iterable[Any],
                combine: Callable[[Any, Any], Any], *, shared: Mapping[str, Any] | None = None,

@@ -29,6 +29,7 @@ __all__ = [
     "QUADRATURE_START_ORDER",
     "QUADRATURE_TOLERANCE",
     "batch_edges",
+    "concatenate_fills",
     "draw_events",
     "fill_network",
     "generation_context",
@@ -76,22 +77,35 @@ def draw_events(cfg: RunConfig, nd: NetworkDraws, kind: str, i: int, n: int) -> 
 
 
 def fill_network(
-    cfg: RunConfig, nd: NetworkDraws, kind: str, binnings: Mapping[str, Binning]
+    cfg: RunConfig,
+    nd: NetworkDraws,
+    kind: str,
+    binnings: Mapping[str, Binning],
+    draws: range | None = None,
 ) -> dict[str, Any]:
     """Generate ``cfg.generated`` events for every draw of one network into its histograms.
+
+    ``draws`` (default: all s) restricts it to a contiguous block of draws; a draw's events are
+    seeded per draw, so the rows of any split concatenate to the whole network's arrays
+    (:func:`concatenate_fills`).
 
     Returns:
         ``{"counts": {key: (s, B)}, "n_filled": (s,), "mean_image": (s, ny, nx) or None,
         "wall_seconds": float}``; with common generation noise also ``"batch_counts":
-        {key: (s, m, B)}`` and ``"batch_filled": (s, m)`` (:func:`batch_edges`).
+        {key: (s, m, B)}`` and ``"batch_filled": (s, m)`` (:func:`batch_edges`); s is
+        ``len(draws)`` when given.
     """
+    draws = range(len(nd.weights)) if draws is None else draws
+    if len(draws) == 0 or draws.step != 1 or not 0 <= draws.start < draws.stop <= len(nd.weights):
+        msg = f"`draws` must be a non-empty block of [0, {len(nd.weights)}), got {draws}"
+        raise ValueError(msg)
     cuts = batch_edges(cfg)
-    hset = HistogramSet(binnings, len(cuts) - 1, len(nd.weights))
+    hset = HistogramSet(binnings, len(cuts) - 1, len(draws))
     names = tuple({split_key(k)[0] for k in binnings})
     mean_images = None
     t0 = time.perf_counter()
-    bar = tqdm(total=len(nd.weights), disable=not cfg.progress, desc=f"generate net {nd.network}")
-    for i in range(len(nd.weights)):
+    bar = tqdm(total=len(draws), disable=not cfg.progress, desc=f"generate net {nd.network}")
+    for row, i in enumerate(draws):
         start = 0
         for events in draw_events(cfg, nd, kind, i, cfg.generated):
             obs = event_observables(kind, events, names)
@@ -99,14 +113,14 @@ def fill_network(
             for b in range(len(cuts) - 1):  # the batches this chunk overlaps
                 lo, hi = max(cuts[b], start) - start, min(cuts[b + 1], stop) - start
                 if hi > lo:
-                    hset.fill(b, i, {key: obs[split_key(key)[0]][lo:hi] for key in binnings})
+                    hset.fill(b, row, {key: obs[split_key(key)[0]][lo:hi] for key in binnings})
             start = stop
             if kind == "showers":
                 if mean_images is None:
-                    mean_images = np.zeros((len(nd.weights), *events.shape))
-                mean_images[i] += events.energy.sum(axis=0, dtype=np.float64)
+                    mean_images = np.zeros((len(draws), *events.shape))
+                mean_images[row] += events.energy.sum(axis=0, dtype=np.float64)
         if mean_images is not None:
-            mean_images[i] /= cfg.generated
+            mean_images[row] /= cfg.generated
         bar.update(1)
     bar.close()
     out = {
@@ -118,6 +132,29 @@ def fill_network(
     if cfg.generation_noise == "common":
         out["batch_counts"] = {key: np.swapaxes(h.counts, 0, 1) for key, h in hset.items()}
         out["batch_filled"] = np.swapaxes(next(iter(hset.values())).n_filled, 0, 1)
+    return out
+
+
+def concatenate_fills(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`fill_network` results of consecutive draw blocks joined along the draw axis (as
+    one call over all their draws); ``wall_seconds`` is their sum."""
+    first = parts[0]
+    out: dict[str, Any] = {
+        "counts": {
+            key: np.concatenate([p["counts"][key] for p in parts]) for key in first["counts"]
+        },
+        "n_filled": np.concatenate([p["n_filled"] for p in parts]),
+        "mean_image": None
+        if first["mean_image"] is None
+        else np.concatenate([p["mean_image"] for p in parts]),
+        "wall_seconds": float(sum(p["wall_seconds"] for p in parts)),
+    }
+    if "batch_counts" in first:
+        out["batch_counts"] = {
+            key: np.concatenate([p["batch_counts"][key] for p in parts])
+            for key in first["batch_counts"]
+        }
+        out["batch_filled"] = np.concatenate([p["batch_filled"] for p in parts])
     return out
 
 

@@ -13,6 +13,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from calamp.config import RunConfig, model_size
 from calamp.generation import batch_edges, write_samples
 from calamp.histograms import Binning
 from calamp.io import CalampError, ShowerSet
-from calamp.network import load_network, network_task
+from calamp.network import is_finished, load_network, network_task
 from calamp.outputs import root_records
 from calamp.posterior import batched_training, oracle_network
 from calamp.seeds import PURPOSES, derive_seed
@@ -159,7 +160,8 @@ def _versions() -> dict[str, str]:
 
 def estimate_seconds(cfg: RunConfig, n_train: int, dim: int, workers: int = 1) -> float:
     """Rough wall time on this project's 2-core reference CPU (order of magnitude; printed at
-    start), with the K networks spread over ``workers`` processes.
+    start), with the K networks spread over ``workers`` processes (the task graph of
+    :func:`_run_networks`: trainings first, generation blocks filling the idle workers).
 
     Per-step and per-event costs measured there (benchmarks/RESULTS.md, docs/main_job.json): a
     training step scales with batch size, event dimension and network size (VI about twice a
@@ -206,9 +208,17 @@ def estimate_seconds(cfg: RunConfig, n_train: int, dim: int, workers: int = 1) -
             cfg.model, 1.2e-5 * cfg.ode_steps / 8 if cfg.ode_solver == "rk4" else 1e-4
         )
         per_draw = per_axis**2 * per_point
-    per_net = steps * step + sampling + cfg.draws * per_draw
-    rounds = -(-cfg.networks // max(1, workers))  # networks per worker, rounded up
-    return rounds * per_net + 20.0 + (10.0 if workers > 1 else 0.0)
+    train, gen = steps * step + sampling, cfg.draws * per_draw
+    workers = max(1, int(workers))
+    if workers == 1:
+        return cfg.networks * (train + gen) + 20.0
+    # on workers (_run_networks): the training tasks go first, a network's generation is split
+    # into one block per worker and runs as soon as it is trained, so the cores idle only
+    # while the last training rounds do not fill them
+    rounds = -(-cfg.networks // workers)  # training tasks per worker, rounded up
+    blocks = 1 if cfg.bin_probabilities == "quadrature" else min(workers, cfg.draws)
+    busy = max(cfg.networks * (train + gen) / workers, rounds * train + gen / blocks)
+    return busy + 30.0
 
 
 def local_workers(cfg: RunConfig, estimate: float) -> int:
@@ -310,23 +320,7 @@ def run_job(
 
         executor, started = _executor(client, n_workers)
         own_client = own_client or started
-        from calamp.posterior import network_groups
-
-        per_group = executor.map(
-            network_task,
-            network_groups(cfg),
-            shared={
-                # bars of many workers would interleave in their logs; the client shows one
-                "cfg": cfg if executor.in_process else dataclasses.replace(cfg, progress=False),
-                "source": source,
-                "binnings": dict(binnings),
-                "out": str(out.resolve()),
-                "resume": resume,
-            },
-            desc="networks",
-            progress=cfg.progress,
-        )
-        per_net = [pn for group in per_group for pn in group]
+        per_net = _run_networks(executor, cfg, source, binnings, out, resume)
 
         t0 = time.perf_counter()
         quadrature = cfg.bin_probabilities == "quadrature"
@@ -430,6 +424,67 @@ def run_job(
         folder.close()
         if own_client is not None:
             own_client.close()
+
+
+def _run_networks(executor: Any, cfg: RunConfig, source: Source,
+                  binnings: Mapping[str, Any], out: Path, resume: bool) -> list[dict[str, Any]]:
+    """Every network's result (:func:`~calamp.network.run_network`'s form), in network order.
+
+    In this process: :func:`~calamp.network.run_group` per group. On workers: a task graph
+    (:meth:`~calamp.executors.DaskExecutor.map_then`) of one training task per group and,
+    depending on it, its generation tasks: one per network, or for the groups of a last
+    training round that leaves workers idle one per block of draws (:func:`~calamp.network.
+    draw_blocks`, as many blocks as worker threads); so generation of a trained network runs
+    while the others train and the last network's generation is spread over the idle workers;
+    the client joins a network's blocks and stores them as soon as they are in. The numbers
+    are the same either way (per-draw seeds).
+    """
+    from calamp.generation import concatenate_fills
+    from calamp.network import draw_blocks, fill_task, load_finished, store_filled, train_task
+    from calamp.posterior import network_groups
+
+    shared = {
+        # bars of many workers would interleave in their logs; the client shows one
+        "cfg": cfg if executor.in_process else dataclasses.replace(cfg, progress=False),
+        "source": source,
+        "binnings": dict(binnings),
+        "out": str(out.resolve()),
+        "resume": resume,
+    }
+    groups = network_groups(cfg)
+    if executor.in_process:
+        per_group = executor.map(network_task, groups, shared=shared, desc="networks",
+                                 progress=cfg.progress)
+        return [pn for group in per_group for pn in group]
+    done = {k: load_finished(out, k, binnings) for g in groups for k in g
+            if resume and is_finished(out, k)}
+    todo = [tuple(k for k in g if k not in done) for g in groups]
+    todo = [g for g in todo if g]
+    # a network's generation is split only where a worker would otherwise idle: in a last
+    # round of trainings that does not fill the workers (each block compiles the sampler
+    # again in its process, ~11 s for the default shower flow)
+    slots = executor.slots()
+    tail = len(todo) % slots
+    split_from = len(todo) - tail if tail and cfg.bin_probabilities != "quadrature" else len(todo)
+    blocks = {g: draw_blocks(cfg.draws, slots if j >= split_from else 1)
+              for j, g in enumerate(todo)}
+    t_start = time.perf_counter()
+
+    def split(group: tuple[int, ...]) -> list[tuple[int, int, int]]:
+        return [(k, b.start, b.stop) for k in group for b in blocks[group]]
+
+    def finish(j: int, infos: dict[int, dict[str, Any]], parts: list[dict[str, Any]]) -> None:
+        n = len(blocks[todo[j]])
+        for m, k in enumerate(todo[j]):
+            filled = concatenate_fills(parts[m * n:(m + 1) * n])
+            done[k] = store_filled(cfg, k, out, infos[k], filled)
+            print(f"calamp: network {k + 1}/{cfg.networks} done "
+                  f"({time.perf_counter() - t_start:.0f} s into the job's networks)",
+                  file=sys.stderr)
+
+    executor.map_then(train_task, todo, fill_task, split, shared=shared,
+                      desc="generation tasks", progress=cfg.progress, on_item=finish)
+    return [done[k] for k in range(cfg.networks)]
 
 
 def _executor(client: Any, n_workers: int) -> tuple[Any, Any]:

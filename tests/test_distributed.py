@@ -192,3 +192,74 @@ def test_executors_map_and_reduce_alike(client):
             ex.reduce(_power, [], add, shared=shared)
         with pytest.raises(ValueError, match="split_every"):
             ex.reduce(_power, range(3), add, shared=shared, split_every=1)
+
+
+def _first(x: int, *, p: int, offset: np.ndarray) -> int:
+    return int(offset[0]) + x**p
+
+
+def _then(sub: int, first: int, *, p: int, offset: np.ndarray) -> tuple[int, int]:
+    del p, offset
+    return (first, sub)
+
+
+def test_executors_map_then_alike(client):
+    from calamp.executors import DaskExecutor, LocalExecutor
+
+    shared = {"p": 2, "offset": np.array([1])}
+    local, dask = LocalExecutor(), DaskExecutor(client)
+    assert dask.slots() == 2  # two one-thread workers
+    expected = ([1 + i * i for i in range(4)],
+                [[(1 + i * i, 10 * i + j) for j in range(i + 1)] for i in range(4)])
+    seen: dict[str, list] = {"local": [], "dask": []}
+    for name, ex in (("local", local), ("dask", dask)):
+        out = ex.map_then(_first, range(4), _then, lambda i: [10 * i + j for j in range(i + 1)],
+                          shared=shared,
+                          on_item=lambda j, f, t, name=name: seen[name].append((j, f, t)))
+        assert out == expected
+        # every item reported once, with its own first result and then-results
+        assert sorted(seen[name]) == [(i, expected[0][i], expected[1][i]) for i in range(4)]
+
+
+def test_pipelined_workers_resume_and_common_noise_equal_in_process(client, runs, tmp_path):
+    """On workers a network is a training task and one generation task per block of draws
+    (``draw_blocks``): the joined blocks equal the in-process fill, with common generation
+    noise (batch counts) too, and ``--resume`` redoes only an unfinished network."""
+    import shutil
+
+    from calamp.generation import concatenate_fills
+    from calamp.network import draw_blocks
+
+    assert draw_blocks(3, 2) == [range(0, 1), range(1, 3)]
+    assert draw_blocks(50, 2) == [range(0, 25), range(25, 50)]
+    assert draw_blocks(2, 8) == [range(0, 1), range(1, 2)]
+    cfg = make_config(TINY, dict(generation_noise="common", draws=4, networks=3))
+    a = pipeline.run_job(cfg, out=tmp_path / "w", client=client)
+    b = pipeline.run_job(cfg, out=tmp_path / "p")
+    with np.load(tmp_path / "w" / "results.npz") as x, np.load(tmp_path / "p" / "results.npz") as y:
+        assert any(k.startswith("batches/") for k in x.files)
+        for k in x.files:
+            np.testing.assert_array_equal(x[k], y[k])
+    assert a["summary"] == b["summary"]
+    # the blocks of any split concatenate to the whole network's fill
+    nd = pipeline.load_network(tmp_path / "w" / "draws", 2)
+    truth_obs = pipeline.event_observables("ring", pipeline.prepare_source(cfg).truth)
+    binnings = pipeline.make_binnings(cfg, "ring", truth_obs)
+    whole = pipeline.fill_network(cfg, nd, "ring", binnings)
+    parts = concatenate_fills([pipeline.fill_network(cfg, nd, "ring", binnings, r)
+                               for r in (range(0, 3), range(3, 4))])
+    for name in ("counts", "batch_counts"):
+        for key in whole[name]:
+            np.testing.assert_array_equal(parts[name][key], whole[name][key])
+    np.testing.assert_array_equal(parts["batch_filled"], whole["batch_filled"])
+    with pytest.raises(ValueError, match="non-empty block"):
+        pipeline.fill_network(cfg, nd, "ring", binnings, range(3, 5))
+    # an interrupted run: network 1's histograms lost; resume redoes only that network
+    shutil.copytree(tmp_path / "w", tmp_path / "r")
+    for suffix in ("npz", "json"):
+        (tmp_path / "r" / "partial" / f"net1.{suffix}").unlink()
+    before = (tmp_path / "r" / "partial" / "net0.npz").stat().st_mtime_ns
+    c = pipeline.run_job(cfg, out=tmp_path / "r", client=client, resume=True)
+    assert (tmp_path / "r" / "partial" / "net0.npz").stat().st_mtime_ns == before
+    assert (tmp_path / "r" / "partial" / "net1.npz").is_file()
+    assert c["summary"] == a["summary"]
