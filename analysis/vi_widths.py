@@ -2,6 +2,7 @@
 
     python analysis/vi_widths.py widths               # one default network: ~8 min on 1 core
     python analysis/vi_widths.py job RUN [RUN ...]     # main-job folders, e.g. --vi-scale-lr 10
+    python analysis/vi_widths.py job                   # new docs/main_job.json, runs kept
 
 ``widths`` trains network 0 of the default main job on ``data/shower.root`` (the job's own
 ``train_network``, 1,500 cosine steps, VI k = 1 from widths 1e-3) and records, per VI layer,
@@ -86,12 +87,13 @@ def _rows(summary: list[dict]) -> dict:
             for r in summary if r["binning"].endswith("/q10")}
 
 
-def jobs(folders: list[Path]) -> dict:
-    """Settings, wall time and 10-quantile rows of main-job folders and of docs/main_job.json."""
+def jobs(folders: list[Path], runs: list[dict] | None = None) -> dict:
+    """Settings, wall time and 10-quantile rows of main-job folders (after ``runs``, rows
+    recorded earlier) and of docs/main_job.json."""
     ref = json.loads(MAIN_JOB.read_text())
     out = {"default": {"source": "docs/main_job.json", "vi_scale_lr": 1.0,
                        "wall_seconds": ref["wall_seconds_time_v"], "rows": _rows(ref["summary"])},
-           "runs": []}
+           "runs": list(runs or [])}
     for folder in folders:
         res = json.loads((Path(folder) / "results.json").read_text())
         cfg = res["config"]
@@ -171,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("widths", help="train one default network, record its VI widths")
     w.add_argument("--steps", type=int, default=1500)
-    j = sub.add_parser("job", help="summarise main-job folders")
-    j.add_argument("folders", nargs="+", type=Path)
+    j = sub.add_parser("job", help="summarise main-job folders (none: keep the recorded runs "
+                       "and refresh the default rows from docs/main_job.json)")
+    j.add_argument("folders", nargs="*", type=Path)
     sub.add_parser("render", help="rewrite the README section from the JSON")
     args = ap.parse_args(argv)
     from calamp.outputs import write_json, write_section
@@ -181,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "widths":
         result["widths"] = widths(args.steps)
     elif args.cmd == "job":
-        result["jobs"] = jobs(args.folders)
+        kept = None if args.folders else result.get("jobs", {}).get("runs")
+        result["jobs"] = jobs(args.folders, kept)
     if args.cmd != "render":
         write_json(OUT, result)
     if "widths" in result and "jobs" in result:

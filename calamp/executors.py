@@ -151,9 +151,10 @@ class DaskExecutor:
         every ``sub`` in ``split(item)`` a task ``then(sub, r, **shared)`` that starts as soon as
         its item's ``fn`` task is done (a dask dependency, not a barrier between the stages).
 
-        ``fn`` tasks have the higher priority: a free worker starts the next long ``fn`` task
-        before the short ``then`` tasks, and takes ``then`` tasks of finished items where no
-        ``fn`` task is left, so neither core idles while the other finishes the last item.
+        ``fn`` tasks have the higher priority and run in item order: a free worker starts the
+        next long ``fn`` task before the short ``then`` tasks, and takes ``then`` tasks of
+        finished items (earlier items first) where no ``fn`` task is left, so neither core
+        idles while the other finishes the last item.
         ``on_item(index, r, then_results)`` is called on the client as soon as an item's
         tasks are all done (in completion order). A bar counts finished ``then`` tasks.
 
@@ -166,11 +167,15 @@ class DaskExecutor:
 
         items = list(items)
         kw = self._scatter(shared)
-        firsts = [self.client.submit(fn, item, pure=False, priority=1, **kw) for item in items]
+        n = len(items)
+        # explicit priorities (dask runs the higher first): every fn task before every then
+        # task, and within a stage the items in order (equal priorities leave it to dask)
+        firsts = [self.client.submit(fn, item, pure=False, priority=2 * n - j, **kw)
+                  for j, item in enumerate(items)]
         thens = [
-            [self.client.submit(then, sub, first, pure=False, priority=0, **kw)
+            [self.client.submit(then, sub, first, pure=False, priority=n - j, **kw)
              for sub in split(item)]
-            for item, first in zip(items, firsts, strict=True)
+            for j, (item, first) in enumerate(zip(items, firsts, strict=True))
         ]
         owner = {fut.key: j for j, futs in enumerate(thens) for fut in futs}
         left = [len(futs) for futs in thens]

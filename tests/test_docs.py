@@ -133,6 +133,7 @@ def test_quadrature_benchmark_section_is_the_rendering_of_its_json() -> None:
         ("benchmarks/end_to_end.py", "render"),
         ("benchmarks/bench_common_noise.py", "--render"),
         ("benchmarks/bench_batched_flow.py", "--render"),
+        ("benchmarks/bench_schedule.py", "--render"),
         ("analysis/vi_widths.py", "render"),
     ],
 )
