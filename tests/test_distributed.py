@@ -263,3 +263,21 @@ def test_pipelined_workers_resume_and_common_noise_equal_in_process(client, runs
     assert (tmp_path / "r" / "partial" / "net0.npz").stat().st_mtime_ns == before
     assert (tmp_path / "r" / "partial" / "net1.npz").is_file()
     assert c["summary"] == a["summary"]
+
+
+def test_quadrature_job_on_workers_equals_in_process(client, tmp_path):
+    """Quadrature bin probabilities on workers: one task per network (its rule is chosen on
+    draw 0), the same numbers as in this process."""
+    cfg = make_config(dict(
+        toy="ring", model="flow", method="vi", networks=3, draws=4, train_steps=60,
+        batch_size=100, n_train=400, truth_events=5_000, n_quantiles=(3,), hidden=16, layers=2,
+        bootstrap=0, bin_probabilities="quadrature", plots=False, progress=False, seed=3,
+    ))
+    a = pipeline.run_job(cfg, out=tmp_path / "w", client=client)
+    b = pipeline.run_job(cfg, out=tmp_path / "p")
+    with np.load(tmp_path / "w" / "results.npz") as x, np.load(tmp_path / "p" / "results.npz") as y:
+        assert sorted(x.files) == sorted(y.files)
+        for k in x.files:
+            np.testing.assert_array_equal(x[k], y[k])
+    assert [n["quadrature"] for n in a["networks"]] == [n["quadrature"] for n in b["networks"]]
+    assert a["summary"] == b["summary"]
