@@ -57,17 +57,11 @@ def _job(schedule: str, out: str, options: list[str]) -> int:
     return main(["data/shower.root", "--out", out, "--workers", "2", "--no-plots", *options])
 
 
-def _time_v(text: str) -> dict[str, float]:
-    sys.path.insert(0, str(HERE))
-    from end_to_end import _time_log
-
-    with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as fh:
-        fh.write(text)
-    return _time_log(Path(fh.name))
-
-
 def measure(repeats: int, train_steps: int) -> dict[str, Any]:
     import numpy as np
+
+    sys.path.insert(0, str(HERE))
+    from end_to_end import _time_log
 
     options = ["--train-steps", str(train_steps)]
     rows = []
@@ -75,9 +69,10 @@ def measure(repeats: int, train_steps: int) -> dict[str, Any]:
         for r in range(repeats):
             for schedule in SCHEDULES:
                 out = Path(tmp) / f"{schedule}{r}"
+                log = Path(tmp) / f"{schedule}{r}.time"
                 proc = subprocess.run(
-                    ["/usr/bin/time", "-v", sys.executable, __file__, "_job", schedule,
-                     str(out), *options],
+                    ["/usr/bin/time", "-v", "-o", str(log), sys.executable, __file__, "_job",
+                     schedule, str(out), *options],
                     cwd=ROOT, capture_output=True, text=True, check=False,
                 )
                 if proc.returncode != 0:
@@ -85,7 +80,7 @@ def measure(repeats: int, train_steps: int) -> dict[str, Any]:
                 res = json.loads((out / "results.json").read_text())
                 nets = res["networks"]
                 rows.append({
-                    "schedule": schedule, "repeat": r, **_time_v(proc.stderr),
+                    "schedule": schedule, "repeat": r, **_time_log(log),
                     "train_seconds": [round(n["fit"]["wall_seconds"], 1) for n in nets],
                     "generate_seconds": [round(n["generate_seconds"], 1) for n in nets],
                 })

@@ -137,7 +137,10 @@ def fill_network(
 
 def concatenate_fills(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """:func:`fill_network` results of consecutive draw blocks joined along the draw axis (as
-    one call over all their draws); ``wall_seconds`` is their sum."""
+    one call over all their draws); ``wall_seconds`` is their sum. A single part is returned as
+    it is (any kind of result, e.g. :func:`integrate_network`'s)."""
+    if len(parts) == 1:
+        return parts[0]
     first = parts[0]
     out: dict[str, Any] = {
         "counts": {

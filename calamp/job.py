@@ -476,9 +476,7 @@ def _run_networks(executor: Any, cfg: RunConfig, source: Source,
     def finish(j: int, infos: dict[int, dict[str, Any]], parts: list[dict[str, Any]]) -> None:
         n = len(blocks[todo[j]])
         for m, k in enumerate(todo[j]):
-            mine = parts[m * n:(m + 1) * n]
-            # quadrature: one task over all draws (its rule is chosen on draw 0)
-            filled = mine[0] if len(mine) == 1 else concatenate_fills(mine)
+            filled = concatenate_fills(parts[m * n:(m + 1) * n])
             done[k] = store_filled(cfg, k, out, infos[k], filled)
             print(f"calamp: network {k + 1}/{cfg.networks} done "
                   f"({time.perf_counter() - t_start:.0f} s into the job's networks)",

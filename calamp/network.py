@@ -290,7 +290,6 @@ def fill_task(
     The network comes from this worker's cache or the draw store (the oracle is rebuilt from
     its training set); ``trained`` (the group's training facts) only orders it after training.
     """
-    from calamp.generation import fill_network, integrate_network
     from calamp.posterior import oracle_network
 
     del trained, resume

@@ -78,6 +78,9 @@ def main(argv: list[str]) -> int:
                                         "centroid_features", "n_quantiles") if k in cfg},
         "architecture": res["networks"][0].get("architecture"),
         "n_train": res["data"]["n_train"],
+        "network_seconds": [{"fit": round(n["fit"]["wall_seconds"], 1),
+                             "generate": round(n["generate_seconds"], 1)}
+                            for n in res["networks"]],
         "summary": res["summary"],
     }
     (DOCS / "main_job.json").write_text(json.dumps(out, indent=1) + "\n")
