@@ -58,6 +58,22 @@ BUDGETS: dict[str, dict] = {
         hidden=64,
         layers=4,
     ),
+    # the default job's generator (8 couplings of 2x128, 1,500 steps, cosine schedule) at the
+    # issue's training sizes; the 100k size trains on a simulator file the study writes
+    "standard": dict(
+        networks=5,
+        draws=20,
+        generated=10_000,
+        train_steps=1_500,
+        truth_events=1_000_000,
+        n_quantiles=(5, 10, 20, 50),
+        sizes=(1_000, 10_000, 100_000),
+        size=10_000,  # the points outside the size scan: the shipped file's size
+        mcmc_burn_in=100,
+        mcmc_thin=10,
+        hidden=0,  # 0: the default size of the shower flow (calamp.config.MODEL_SIZES)
+        layers=0,
+    ),
 }
 
 # (tag, options, training sizes): the Bayesian coupling flow with VI (k scan) and AdamMCMC
@@ -97,22 +113,59 @@ def point_config(tag: str, budget: str, n_train: int, seed: int = 1):
 
 
 def points(budget: str, tags: list[str]) -> list[tuple[str, int]]:
-    """(tag, n_train) pairs of a budget."""
-    sizes = BUDGETS[budget]["sizes"]
+    """(tag, n_train) pairs of a budget: the size scan for :data:`SIZE_SCAN`, the rest at the
+    budget's ``size`` (default: its largest)."""
+    b = BUDGETS[budget]
+    sizes = b["sizes"]
     out = []
     for tag in tags:
-        for n in sizes if tag in SIZE_SCAN else sizes[-1:]:
+        for n in sizes if tag in SIZE_SCAN else (b.get("size", sizes[-1]),):
             out.append((tag, n))
     return out
 
 
+def input_for(data: Path, n: int, folder: Path, seed: int) -> Path:
+    """The shower file a point with ``n`` training showers reads: ``data``, or where ``data``
+    has fewer than ``n`` showers, a simulator file of ``n`` showers with ``data``'s simulator
+    settings, written once into ``folder`` (``showers_n<n>.root``; network 0 trains on it, as
+    on ``data`` at the smaller sizes).
+
+    Raises:
+        CalampError: ``data`` is too small and was not made by ``calamp.simulate``.
+    """
+    from calamp import io, simulate
+    from calamp.io import CalampError
+    from calamp.seeds import derive_seed
+
+    have = io.read_provenance(data)
+    n_data = have["n"] if have else len(io.read_showers(data))
+    if n <= n_data:
+        return data
+    if have is None or "config" not in have:
+        msg = (
+            f"{data}: {n_data} showers, fewer than the {n} training showers of the size scan, "
+            "and no calamp.simulate provenance to simulate more (use a smaller --budget size)"
+        )
+        raise CalampError(msg)
+    path = folder / f"showers_n{n}.root"
+    if not path.is_file():
+        cfg = simulate.CaloConfig(**have["config"])
+        sim_seed = derive_seed(seed, "train_data", 0, n)  # network 0's training data
+        showers = simulate.photon_showers(n, have["energy"], seed=sim_seed, config=cfg)
+        io.write_showers(
+            path, showers, provenance=simulate.provenance(have["energy"], sim_seed, n, cfg)
+        )
+    return path
+
+
 def run(budget: str, tags: list[str], out: Path, data: Path, seed: int) -> None:
     """Train/draw/fill every (point, training size) on ``data`` (resumable)."""
-    jobs = (
-        (f"{tag} n={n}", out / budget / f"{tag}_n{n}", point_config(tag, budget, n, seed))
-        for tag, n in points(budget, tags)
-    )
-    studylib.run_points("calo", jobs, data)
+    for tag, n in points(budget, tags):
+        studylib.run_points(
+            "calo",
+            [(f"{tag} n={n}", out / budget / f"{tag}_n{n}", point_config(tag, budget, n, seed))],
+            input_for(data, n, out / budget, seed),
+        )
 
 
 def summarise(budget: str, out: Path) -> dict:

@@ -121,3 +121,33 @@ def test_calo_study_ci_budget(tmp_path):
     assert len(amcmc["mh_noise_chi2"]) == 2 and all(v is not None for v in amcmc["mh_noise_chi2"])
     calo = _load("calo_study")
     assert "median minibatch-noise χ²" in calo.document(summary)
+
+
+def test_calo_study_input_beyond_the_file(tmp_path):
+    # a training size beyond the input file: a simulator file with the input's settings, written
+    # once and reused; a file without simulator provenance is refused with a one-line error
+    from calamp import io, simulate
+    from calamp.io import CalampError
+
+    calo = _load("calo_study")
+    cfg = simulate.CaloConfig(moliere_radius_mm=13.0)
+    small = tmp_path / "small.root"
+    io.write_showers(
+        small,
+        simulate.photon_showers(50, 20.0, seed=3, config=cfg),
+        provenance=simulate.provenance(20.0, 3, 50, cfg),
+    )
+    assert calo.input_for(small, 50, tmp_path / "runs", 1) == small
+    big = calo.input_for(small, 120, tmp_path / "runs", 1)
+    assert big == tmp_path / "runs" / "showers_n120.root"
+    prov = io.read_provenance(big)
+    assert prov["n"] == 120 and prov["energy"] == 20.0
+    assert prov["config"]["moliere_radius_mm"] == 13.0
+    assert len(io.read_showers(big)) == 120
+    stamp = big.stat().st_mtime_ns
+    assert calo.input_for(small, 120, tmp_path / "runs", 1) == big  # written once
+    assert big.stat().st_mtime_ns == stamp
+    bare = tmp_path / "bare.root"
+    io.write_showers(bare, simulate.photon_showers(50, 20.0, seed=3))
+    with pytest.raises(CalampError, match="bare.root: 50 showers, fewer than the 120"):
+        calo.input_for(bare, 120, tmp_path / "runs", 1)
