@@ -14,6 +14,7 @@ against a finite reference. Runs are resumable and keep their draws.
 from __future__ import annotations
 
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +187,12 @@ def summarise(budget: str, out: Path) -> dict:
                 "mad": b["coverage"]["mad"],
                 "n_eq": clo["n_eq_mean"],
                 "true_amplification": None if clo["n_eq_mean"] is None else clo["n_eq_mean"] / n,
+                # closure: the Bayesian estimate over the truth's (1 when the estimate is right)
+                "closure_ratio": (
+                    b["amplification"]["mean_factor"] * n / clo["n_eq_mean"]
+                    if clo["n_eq_mean"]
+                    else None
+                ),
                 "jsd_generated": clo["jsd"],
                 "jsd_train": clo["jsd_train"],
                 "generated_closer_than_train": clo["generated_closer_than_train"],
@@ -257,7 +264,7 @@ def figures(summary: dict, out: Path, budget: str, fig_dir: Path) -> list[Path]:
         (
             t
             for t in pts
-            if t.startswith("flow_vi_k1_n") and t.endswith(str(BUDGETS[budget]["sizes"][-1]))
+            if t == f"flow_vi_k1_n{BUDGETS[budget].get('size', BUDGETS[budget]['sizes'][-1])}"
         ),
         None,
     )
@@ -274,6 +281,26 @@ def figures(summary: dict, out: Path, budget: str, fig_dir: Path) -> list[Path]:
 
 
 DOCUMENT = Path(__file__).resolve().parent / "CALO_RESULTS.md"
+
+# what the runs of a budget are (the document's status line; no numbers here)
+STATUS = {
+    "small": (
+        "Status: these runs used the generators and statistics of their day (the summary's "
+        "fields are the ones it wrote: raw and noise-corrected amplification side by side), "
+        "not today's default generator and estimators; the rerun with the new generators and "
+        "training sizes up to the issue's largest is pending, and until then no conclusion "
+        "below is final."
+    ),
+    "standard": (
+        "Status: these runs use the default job's shower generator (the coupling flow of "
+        "`calamp.config.MODEL_SIZES`, cosine learning-rate schedule) and the current "
+        "estimators; the statistics are recomputed from the stored histograms by `report`. "
+        "Ensembles (method `ensemble`: one training per draw, draws × the cost of a VI point) "
+        "were not run at this budget."
+    ),
+}
+# closure window of the issue's goals: n'/n_eq within [0.7, 1.4]
+CLOSURE_WINDOW = (0.7, 1.4)
 
 
 def document(summary: dict) -> str:
@@ -292,11 +319,7 @@ def document(summary: dict) -> str:
         f"{budget}`); `tests/test_docs.py` checks that every number here is in that file. "
         "Figures: `analysis/figures/calo/`.",
         "",
-        "Status: these runs used the generators and statistics of their day (the summary's "
-        "fields are the ones it wrote: raw and noise-corrected amplification side by side), "
-        "not today's default generator and estimators; the rerun with the new generators and "
-        "training sizes up to the issue's largest is pending, and until then no conclusion "
-        "below is final.",
+        STATUS.get(budget, ""),
         "",
         f"## Budget `{budget}` (as run)",
         "",
@@ -320,6 +343,7 @@ def document(summary: dict) -> str:
     if best:
         lines += ["", "Best-calibrated setting per method (smallest mean MAD): "
                   + ", ".join(f"{m}: `{t}`" for m, t in best.items()) + "."]
+    lines += headline(summary, best)
     noisy = [(tag, pt) for tag, pt in summary["points"].items()
              if any(v is not None for v in pt.get("mh_noise_chi2") or [])]
     if noisy:
@@ -358,8 +382,131 @@ def document(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def headline(summary: dict, best: dict) -> list[str]:
+    """Per observable, the best-calibrated point of each method at 10 quantiles (A, A_true,
+    n'/n_eq, MAD), and which observables amplify (A_true >= 1) and close (n'/n_eq in
+    :data:`CLOSURE_WINDOW`) at any binning (summaries without ``closure_ratio``: nothing)."""
+    num = studydoc.num
+    pts = summary["points"]
+    tags = [t for t in best.values() if t in pts]
+    if not tags or not any(
+        "closure_ratio" in v for o in pts[tags[0]]["observables"].values() for v in o.values()
+    ):
+        return []
+    nq = "10" if all("10" in o for t in tags for o in pts[t]["observables"].values()) else None
+    lines: list[str] = []
+    if nq is not None:
+        lines += ["", f"## Best-calibrated settings at {nq} quantiles", "",
+                  "Each cell: A = n'/n / A_true = n_eq/n / n'/n_eq / MAD.", ""]
+        rows = []
+        for name in pts[tags[0]]["observables"]:
+            cells = []
+            for t in tags:
+                r = pts[t]["observables"][name][nq]
+                cells.append(f"{num(r['amplification'])} / {num(r['true_amplification'])} / "
+                             f"{num(r['closure_ratio'])} / {num(r['mad'])}")
+            rows.append((name, *cells))
+        lines += studydoc.table(("observable", *(f"`{t}`" for t in tags)), rows)
+    lo, hi = CLOSURE_WINDOW
+    lines += ["", "Which observables amplify (A_true ≥ 1) at some binning, and whether the "
+              f"Bayesian estimate closes there (n'/n_eq within [{num(lo)}, {num(hi)}]):", ""]
+    for t in tags:
+        amp = []
+        for name, by_q in pts[t]["observables"].items():
+            for q, r in sorted(by_q.items(), key=lambda kv: int(kv[0])):
+                if (r.get("true_amplification") or 0) >= 1:
+                    c = r.get("closure_ratio")
+                    ok = c is not None and lo <= c <= hi
+                    amp.append(f"{name} at {q} q. (A_true {num(r['true_amplification'])}, "
+                               f"n'/n_eq {num(c)}{'' if ok else ', not closing'})")
+        text = "; ".join(amp) if amp else "none"
+        lines.append(f"* `{t}`: {text}.")
+    return lines
+
+
+README = studylib.HERE.parent / "README.md"
+GAN_BEGIN = (
+    "<!-- gan:begin (generated by `python analysis/calo_study.py document` from "
+    "analysis/results/calo_summary.json; tests/test_docs.py keeps them in step) -->"
+)
+GAN_END = "<!-- gan:end -->"
+GAN_OBSERVABLES = ("e_total", "n_hit", "e_max", "x_centroid", "x_width", "f_core3x3")
+
+
+def gan_block(summary: dict) -> str | None:
+    """The README's GAN paragraph: the Bayesian GAN against the coupling flow, both VI k = 1 at
+    the same training size, at 10 quantiles (None: the summary has no such pair)."""
+    num = studydoc.num
+    pts = summary["points"]
+    gan = next((t for t, p in pts.items() if p["model"] == "gan" and p["method"] == "vi"), None)
+    if gan is None:
+        return None
+    n = pts[gan]["n_train"]
+    flow = next((t for t, p in pts.items() if p["model"] == "flow" and p["method"] == "vi"
+                 and p.get("kl_factor") == pts[gan].get("kl_factor") and p["n_train"] == n), None)
+    if flow is None:
+        return None
+    g, f = pts[gan]["observables"], pts[flow]["observables"]
+    names = [o for o in GAN_OBSERVABLES if "10" in g.get(o, {}) and "10" in f.get(o, {})]
+
+    def better(key: str, sign: float) -> list[str]:
+        return [o for o in names
+                if sign * ((g[o]["10"][key] or 0) - (f[o]["10"][key] or 0)) > 0]
+
+    amp, cal = better("true_amplification", 1), better("mad", -1)
+    rows = [(o, f"{num(g[o]['10']['true_amplification'])} / {num(g[o]['10']['mad'])}",
+             f"{num(f[o]['10']['true_amplification'])} / {num(f[o]['10']['mad'])}")
+            for o in names]
+    listed = lambda xs: ", ".join(xs) if xs else "none"  # noqa: E731
+    top = {k: max(names, key=lambda o: v[o]["10"]["true_amplification"] or 0)
+           for k, v in (("gan", g), ("flow", f))}
+    gan_top = g[top["gan"]]["10"]["true_amplification"] or 0
+    if gan_top < 0.1:
+        verdict = (
+            "Every GAN sample here is worth less than a tenth of its training data: the GAN is "
+            "a fast path through the whole pipeline (adversarial training, VI, generation), "
+            "not a generator to trust."
+        )
+    elif len(amp) > len(names) / 2:
+        verdict = "At this budget the GAN is the better generator of most of these observables."
+    else:
+        verdict = "The flow is the better generator of most of these observables: use it."
+    prose = (
+        f"What the GAN is good for, from the calorimeter study's `{summary['budget']}` budget "
+        f"(`analysis/CALO_RESULTS.md`): the Bayesian GAN (`{gan}`) ran its study point in "
+        f"{num(pts[gan]['budget']['total_seconds'])} s against "
+        f"{num(pts[flow]['budget']['total_seconds'])} s for the coupling flow (`{flow}`). "
+        f"Its A_true is higher on {listed(amp)} and its calibration (MAD) better on "
+        f"{listed(cal)}. Largest A_true: "
+        f"{num(g[top['gan']]['10']['true_amplification'])} for the GAN ({top['gan']}), "
+        f"{num(f[top['flow']]['10']['true_amplification'])} for the flow ({top['flow']}). "
+        f"{verdict} A_true = n_eq/n / MAD at 10 quantiles, n = {num(n)}:"
+    )
+    lines = [
+        GAN_BEGIN,
+        *textwrap.wrap(prose, 99, break_on_hyphens=False),
+        "",
+        *studydoc.table(("observable", "GAN + VI", "flow + VI"), rows),
+        GAN_END,
+    ]
+    return "\n".join(lines)
+
+
+def write_gan_block(summary: dict, readme: Path = README) -> bool:
+    """Replace the README's GAN block with :func:`gan_block`; False where there is none."""
+    block = gan_block(summary)
+    text = readme.read_text()
+    if block is None or "<!-- gan:begin" not in text:
+        return False
+    head, rest = text.split("<!-- gan:begin", 1)
+    tail = rest.split(GAN_END, 1)[1]
+    readme.write_text(head + block + tail)
+    return True
+
+
 def write_document(summary: dict) -> Path:
-    """Write CALO_RESULTS.md from ``summary``."""
+    """Write CALO_RESULTS.md (and the README's GAN block) from ``summary``."""
+    write_gan_block(summary)
     return studydoc.write(DOCUMENT, document(summary))
 
 

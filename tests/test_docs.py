@@ -176,6 +176,14 @@ def test_study_documents_are_the_rendering_of_their_json() -> None:
             f"rerun: python {script} document")
 
 
+def test_readme_gan_block_is_the_rendering_of_the_json() -> None:
+    mod = _script("analysis/calo_study.py")
+    summary = json.loads((ROOT / "analysis" / "results" / "calo_summary.json").read_text())
+    block = mod.gan_block(summary)
+    assert block is not None and block in (ROOT / "README.md").read_text(), (
+        "rerun: python analysis/calo_study.py document")
+
+
 def test_readme_gan_numbers_are_in_the_json() -> None:
     path = ROOT / "analysis" / "results" / "calo_summary.json"
     missing = _block_numbers_missing("gan", path)

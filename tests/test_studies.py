@@ -120,7 +120,16 @@ def test_calo_study_ci_budget(tmp_path):
     amcmc = next(p for t, p in summary["points"].items() if t.startswith("flow_amcmc"))
     assert len(amcmc["mh_noise_chi2"]) == 2 and all(v is not None for v in amcmc["mh_noise_chi2"])
     calo = _load("calo_study")
-    assert "median minibatch-noise χ²" in calo.document(summary)
+    doc = calo.document(summary)
+    assert "median minibatch-noise χ²" in doc
+    # closure ratio n'/n_eq per binning, and the headline sections built from it
+    for point in summary["points"].values():
+        for per_q in point["observables"].values():
+            for v in per_q.values():
+                if v["true_amplification"]:
+                    ratio = v["amplification"] / v["true_amplification"]
+                    assert v["closure_ratio"] == pytest.approx(ratio, rel=1e-9)
+    assert "Which observables amplify" in doc and f"`{summary['best_calibrated']['vi']}`: " in doc
 
 
 def test_calo_study_input_beyond_the_file(tmp_path):
