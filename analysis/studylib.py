@@ -211,8 +211,8 @@ def point_summary(
 
 def add_best_calibrated(summary: dict, model: str) -> None:
     """``summary["best_calibrated"][method]``: the ``model`` point with the smallest mean MAD,
-    for VI and AdamMCMC (absent when the summary has no such point)."""
-    for method in ("vi", "adammcmc"):
+    for VI, AdamMCMC and ensembles (absent when the summary has no such point)."""
+    for method in ("vi", "adammcmc", "ensemble"):
         pts = {
             t: p
             for t, p in summary["points"].items()
