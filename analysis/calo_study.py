@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +92,7 @@ POINTS: dict[str, dict] = {
     # on the same set, so a draw costs a training; 10 members per network
     "flow_ens": dict(model="flow", method="ensemble", draws=10),
 }
-# the training-set-size scan is run for these points only (the rest at the largest size)
+# the training-set-size scan is run for these points only (the rest at the budget's `size`)
 SIZE_SCAN = ("oracle", "flow_vi_k1")
 
 
@@ -116,10 +118,10 @@ def point_config(tag: str, budget: str, n_train: int, seed: int = 1):
     return studylib.run_config(base, opts, b, sampler_lr=1e-4)
 
 
-def points(budget: str, tags: list[str]) -> list[tuple[str, int]]:
-    """(tag, n_train) pairs of a budget: the size scan for :data:`SIZE_SCAN`, the rest at the
-    budget's ``size`` (default: its largest)."""
-    b = BUDGETS[budget]
+def points(budget: str | Mapping[str, Any], tags: list[str]) -> list[tuple[str, int]]:
+    """(tag, n_train) pairs of a budget (its name or its settings): the size scan for
+    :data:`SIZE_SCAN`, the rest at the budget's ``size`` (default: its largest)."""
+    b = BUDGETS[budget] if isinstance(budget, str) else budget
     sizes = b["sizes"]
     out = []
     for tag in tags:
@@ -141,20 +143,23 @@ def input_for(data: Path, n: int, folder: Path, seed: int) -> Path:
     from calamp.io import CalampError
     from calamp.seeds import derive_seed
 
-    have = io.read_provenance(data)
-    n_data = have["n"] if have else len(io.read_showers(data))
+    have = io.read_provenance(data) or {}
+    n_data = have.get("n") or len(io.read_showers(data))
     if n <= n_data:
         return data
-    if have is None or "config" not in have:
+    if "config" not in have or "energy" not in have:
         msg = (
-            f"{data}: {n_data} showers, fewer than the {n} training showers of the size scan, "
-            "and no calamp.simulate provenance to simulate more (use a smaller --budget size)"
+            f"{data}: {n_data} showers, fewer than the {n} training showers of this point, "
+            "and no calamp.simulate provenance to simulate more (use a budget whose sizes "
+            "the file holds)"
         )
         raise CalampError(msg)
     path = folder / f"showers_n{n}.root"
     if not path.is_file():
         cfg = simulate.CaloConfig(**have["config"])
-        sim_seed = derive_seed(seed, "train_data", 0, n)  # network 0's training data
+        # the training-data stream of network 0 at size n: entropy (seed, train_data, 0, n),
+        # distinct from calamp.sources' (seed, train_data, k) of networks k = 1..K-1
+        sim_seed = derive_seed(seed, "train_data", 0, n)
         showers = simulate.photon_showers(n, have["energy"], seed=sim_seed, config=cfg)
         io.write_showers(
             path, showers, provenance=simulate.provenance(have["energy"], sim_seed, n, cfg)
@@ -193,7 +198,7 @@ def summarise(budget: str, out: Path) -> dict:
                 # closure: the Bayesian estimate over the truth's (1 when the estimate is right)
                 "closure_ratio": (
                     b["amplification"]["mean_factor"] * n / clo["n_eq_mean"]
-                    if clo["n_eq_mean"]
+                    if clo["n_eq_mean"] and b["amplification"]["mean_factor"] is not None
                     else None
                 ),
                 "jsd_generated": clo["jsd"],
@@ -208,6 +213,7 @@ def summarise(budget: str, out: Path) -> dict:
             cost_fields=(*studylib.COST_FIELDS, "networks"),
         )
     studylib.add_best_calibrated(summary, "flow")
+    summary["closure_window"] = list(CLOSURE_WINDOW)
     return summary
 
 
@@ -326,7 +332,7 @@ def document(summary: dict) -> str:
         f"{budget}`); `tests/test_docs.py` checks that every number here is in that file. "
         "Figures: `analysis/figures/calo/`.",
         "",
-        STATUS.get(budget, ""),
+        STATUS.get(budget, f"Status: runs of the `{budget}` budget."),
         "",
         f"## Budget `{budget}` (as run)",
         "",
@@ -347,7 +353,7 @@ def document(summary: dict) -> str:
         ),
     )
     best = summary.get("best_calibrated") or {}
-    planned = [f"{t}_n{n}" for t, n in points(budget, list(POINTS))] if budget in BUDGETS else []
+    planned = [f"{t}_n{n}" for t, n in points(summary["budget_settings"], list(POINTS))]
     missing = [t for t in planned if t not in summary["points"]]
     if missing:
         lines += ["", "Not run yet at this budget: " + ", ".join(f"`{t}`" for t in missing) + "."]
@@ -400,10 +406,12 @@ def headline(summary: dict, best: dict) -> list[str]:
     num = studydoc.num
     pts = summary["points"]
     tags = [t for t in best.values() if t in pts]
-    if not tags or not any(
-        "closure_ratio" in v for o in pts[tags[0]]["observables"].values() for v in o.values()
-    ):
+    if not tags or "closure_window" not in summary:
         return []
+
+    def bound(r: dict) -> bool:  # n' is only a lower bound: so are A and n'/n_eq
+        return bool(r.get("amplification_is_bound"))
+
     nq = "10" if all("10" in o for t in tags for o in pts[t]["observables"].values()) else None
     lines: list[str] = []
     if nq is not None:
@@ -414,11 +422,12 @@ def headline(summary: dict, best: dict) -> list[str]:
             cells = []
             for t in tags:
                 r = pts[t]["observables"][name][nq]
-                cells.append(f"{num(r['amplification'])} / {num(r['true_amplification'])} / "
-                             f"{num(r['closure_ratio'])} / {num(r['mad'])}")
+                ge = "≥" if bound(r) else ""
+                cells.append(f"{ge}{num(r['amplification'])} / {num(r['true_amplification'])} / "
+                             f"{ge}{num(r['closure_ratio'])} / {num(r['mad'])}")
             rows.append((name, *cells))
         lines += studydoc.table(("observable", *(f"`{t}`" for t in tags)), rows)
-    lo, hi = CLOSURE_WINDOW
+    lo, hi = summary["closure_window"]
     lines += ["", "Which observables amplify (A_true ≥ 1) at some binning, and whether the "
               f"Bayesian estimate closes there (n'/n_eq within [{num(lo)}, {num(hi)}]):", ""]
     for t in tags:
@@ -427,9 +436,15 @@ def headline(summary: dict, best: dict) -> list[str]:
             for q, r in sorted(by_q.items(), key=lambda kv: int(kv[0])):
                 if (r.get("true_amplification") or 0) >= 1:
                     c = r.get("closure_ratio")
-                    ok = c is not None and lo <= c <= hi
+                    if c is None:
+                        state = "n'/n_eq n/a"
+                    elif bound(r):
+                        state = f"n'/n_eq ≥{num(c)}, a bound"
+                    else:
+                        ok = lo <= c <= hi
+                        state = f"n'/n_eq {num(c)}{'' if ok else ', not closing'}"
                     amp.append(f"{name} at {q} q. (A_true {num(r['true_amplification'])}, "
-                               f"n'/n_eq {num(c)}{'' if ok else ', not closing'})")
+                               f"{state})")
         text = "; ".join(amp) if amp else "none"
         lines.append(f"* `{t}`: {text}.")
     return lines
@@ -458,30 +473,43 @@ def gan_block(summary: dict) -> str | None:
     if flow is None:
         return None
     g, f = pts[gan]["observables"], pts[flow]["observables"]
-    names = [o for o in GAN_OBSERVABLES if "10" in g.get(o, {}) and "10" in f.get(o, {})]
 
-    def better(key: str, sign: float) -> list[str]:
-        return [o for o in names
-                if sign * ((g[o]["10"][key] or 0) - (f[o]["10"][key] or 0)) > 0]
+    def at10(obs: dict, name: str) -> dict:
+        return obs.get(name, {}).get("10") or {}
+
+    names = [o for o in GAN_OBSERVABLES
+             if at10(g, o).get("true_amplification") is not None
+             and at10(f, o).get("true_amplification") is not None]
+    if not names:
+        return None
+
+    def better(key: str, sign: float) -> list[str]:  # where the GAN's value is better
+        return [o for o in names if at10(g, o).get(key) is not None
+                and at10(f, o).get(key) is not None
+                and sign * (at10(g, o)[key] - at10(f, o)[key]) > 0]
+
+    def listed(xs: list[str]) -> str:
+        return ", ".join(xs) if xs else "none"
 
     amp, cal = better("true_amplification", 1), better("mad", -1)
     rows = [(o, f"{num(g[o]['10']['true_amplification'])} / {num(g[o]['10']['mad'])}",
              f"{num(f[o]['10']['true_amplification'])} / {num(f[o]['10']['mad'])}")
             for o in names]
-    listed = lambda xs: ", ".join(xs) if xs else "none"  # noqa: E731
-    top = {k: max(names, key=lambda o: v[o]["10"]["true_amplification"] or 0)
+    top = {k: max(names, key=lambda o, v=v: v[o]["10"]["true_amplification"])
            for k, v in (("gan", g), ("flow", f))}
-    gan_top = g[top["gan"]]["10"]["true_amplification"] or 0
-    if gan_top < 0.1:
+    wins, losses = len(amp), len(names) - len(amp)
+    if g[top["gan"]]["10"]["true_amplification"] < 0.1:
         verdict = (
             "Every GAN sample here is worth less than a tenth of its training data: the GAN is "
             "a fast path through the whole pipeline (adversarial training, VI, generation), "
             "not a generator to trust."
         )
-    elif len(amp) > len(names) / 2:
+    elif wins > losses:
         verdict = "At this budget the GAN is the better generator of most of these observables."
-    else:
+    elif wins < losses:
         verdict = "The flow is the better generator of most of these observables: use it."
+    else:
+        verdict = "Neither generator is the better one on most of these observables."
     prose = (
         f"What the GAN is good for, from the calorimeter study's `{summary['budget']}` budget "
         f"(`analysis/CALO_RESULTS.md`): the Bayesian GAN (`{gan}`) ran its study point in "
@@ -517,12 +545,14 @@ def write_gan_block(summary: dict, readme: Path = README) -> bool:
 
 def write_document(summary: dict) -> Path:
     """Write CALO_RESULTS.md (and the README's GAN block) from ``summary``."""
-    write_gan_block(summary)
+    if not write_gan_block(summary):
+        print("[calo] README GAN block left as it is: the summary has no GAN and flow VI pair "
+              "with 10-quantile results", file=sys.stderr)
     return studydoc.write(DOCUMENT, document(summary))
 
 
 def main(argv: list[str] | None = None) -> int:
-    study = studylib.Study("calo", __doc__, BUDGETS, POINTS, option="points")
+    study = studylib.Study("calo", __doc__, BUDGETS, POINTS, option="points", documented="standard")
     return study.main(
         argv,
         inputs={"--input": dict(type=Path, default=DATA, help="shower ROOT file (input contract)")},

@@ -126,9 +126,10 @@ def test_calo_study_ci_budget(tmp_path):
     for point in summary["points"].values():
         for per_q in point["observables"].values():
             for v in per_q.values():
-                if v["true_amplification"]:
+                if v["true_amplification"] and v["amplification"] is not None:
                     ratio = v["amplification"] / v["true_amplification"]
                     assert v["closure_ratio"] == pytest.approx(ratio, rel=1e-9)
+    assert summary["closure_window"] == [0.7, 1.4]
     assert "Which observables amplify" in doc and f"`{summary['best_calibrated']['vi']}`: " in doc
 
 
