@@ -262,11 +262,14 @@ def plot_shower_image(
     cell_size: float = 5.0,
     centre: float | None = None,
     annotate: np.ndarray | None = None,
+    limits: tuple[float, float] | None = None,
 ) -> dict:
     """A (ny, nx) cell image with a colour bar; coordinates in mm, centred on 0.
 
     ``centre``: a linear diverging colour scale symmetric about this value (e.g. 1 for a ratio)
     instead of the log scale. ``annotate``: (ny, nx) strings written into the cells.
+    ``limits``: (vmin, vmax) of the log colour scale, so images drawn side by side share one
+    scale (default: this image's positive range, at most six decades).
     """
     ax = _axes(ax)
     ny, nx = image.shape
@@ -279,6 +282,9 @@ def plot_shower_image(
         dev = dev if dev > 0 else 1.0
         norm = matplotlib.colors.TwoSlopeNorm(vcenter=centre, vmin=centre - dev, vmax=centre + dev)
         cmap = "RdBu_r"
+    elif log and limits is not None:
+        norm = matplotlib.colors.LogNorm(vmin=limits[0], vmax=limits[1])
+        img = np.where(img > 0, img, np.nan)
     elif log:
         pos = img[img > 0]
         vmin = pos.min() if pos.size else 1e-6

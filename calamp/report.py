@@ -215,12 +215,20 @@ def mean_shower_figure(mean_image: np.ndarray, truth_mean: np.ndarray | None):
         spread = np.nanmean(mean_image.std(axis=1, ddof=1) / mean_image.mean(axis=1), axis=0)
     panels = 4 if truth_mean is not None else 2
     fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 5.2))
+    # truth and generated means on one colour scale, so the two panels compare by eye
+    both = np.concatenate([gen.ravel()] + ([] if truth_mean is None else [truth_mean.ravel()]))
+    pos = both[np.isfinite(both) & (both > 0)]
+    limits = None
+    if pos.size:
+        limits = (max(pos.min(), pos.max() * 1e-6), max(pos.max(), pos.min() * 10))
     i = 0
     if truth_mean is not None:
-        plotting.plot_shower_image(truth_mean, ax=axes[0], label="Mean cell energy [GeV]")
+        plotting.plot_shower_image(
+            truth_mean, ax=axes[0], label="Mean cell energy [GeV]", limits=limits
+        )
         axes[0].set_title("Truth mean shower", fontsize=13)
         i = 1
-    plotting.plot_shower_image(gen, ax=axes[i], label="Mean cell energy [GeV]")
+    plotting.plot_shower_image(gen, ax=axes[i], label="Mean cell energy [GeV]", limits=limits)
     axes[i].set_title(f"Generated mean shower ({mean_image.shape[0]} networks)", fontsize=13)
     if truth_mean is not None:
         with np.errstate(invalid="ignore", divide="ignore"):
