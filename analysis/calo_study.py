@@ -533,13 +533,12 @@ def gan_block(summary: dict) -> str | None:
 
 def write_gan_block(summary: dict, readme: Path = README) -> bool:
     """Replace the README's GAN block with :func:`gan_block`; False where there is none."""
+    from calamp.outputs import write_section
+
     block = gan_block(summary)
-    text = readme.read_text()
-    if block is None or "<!-- gan:begin" not in text:
+    if block is None:
         return False
-    head, rest = text.split("<!-- gan:begin", 1)
-    tail = rest.split(GAN_END, 1)[1]
-    readme.write_text(head + block + tail)
+    write_section(readme, GAN_BEGIN, GAN_END, block)
     return True
 
 

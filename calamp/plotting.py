@@ -26,6 +26,7 @@ __all__ = [
     "plot_amplification_vs_bins",
     "plot_amplification_per_bin",
     "plot_closure",
+    "log_limits",
     "plot_shower_image",
     "label_axes",
     "save_figure",
@@ -253,6 +254,16 @@ def plot_closure(
     return art
 
 
+def log_limits(*images: np.ndarray) -> tuple[float, float] | None:
+    """(vmin, vmax) of a log colour scale over the positive values of ``images`` (at most six
+    decades below the largest), so images drawn side by side can share it; None: none positive."""
+    vals = np.concatenate([np.asarray(im, dtype=float).ravel() for im in images])
+    pos = vals[np.isfinite(vals) & (vals > 0)]
+    if not pos.size:
+        return None
+    return max(pos.min(), pos.max() * 1e-6), max(pos.max(), pos.min() * 10)
+
+
 def plot_shower_image(
     image: np.ndarray,
     *,
@@ -282,16 +293,9 @@ def plot_shower_image(
         dev = dev if dev > 0 else 1.0
         norm = matplotlib.colors.TwoSlopeNorm(vcenter=centre, vmin=centre - dev, vmax=centre + dev)
         cmap = "RdBu_r"
-    elif log and limits is not None:
-        norm = matplotlib.colors.LogNorm(vmin=limits[0], vmax=limits[1])
-        img = np.where(img > 0, img, np.nan)
     elif log:
-        pos = img[img > 0]
-        vmin = pos.min() if pos.size else 1e-6
-        norm = matplotlib.colors.LogNorm(
-            vmin=max(vmin, img.max() * 1e-6 if img.max() > 0 else 1e-6),
-            vmax=max(img.max(), vmin * 10),
-        )
+        vmin, vmax = limits or log_limits(img) or (1e-6, 1e-5)
+        norm = matplotlib.colors.LogNorm(vmin=vmin, vmax=vmax)
         img = np.where(img > 0, img, np.nan)
     im = ax.imshow(img, origin="lower", extent=ext, norm=norm, cmap=cmap)
     cb = ax.figure.colorbar(im, ax=ax, label=label)

@@ -216,11 +216,7 @@ def mean_shower_figure(mean_image: np.ndarray, truth_mean: np.ndarray | None):
     panels = 4 if truth_mean is not None else 2
     fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 5.2))
     # truth and generated means on one colour scale, so the two panels compare by eye
-    both = np.concatenate([gen.ravel()] + ([] if truth_mean is None else [truth_mean.ravel()]))
-    pos = both[np.isfinite(both) & (both > 0)]
-    limits = None
-    if pos.size:
-        limits = (max(pos.min(), pos.max() * 1e-6), max(pos.max(), pos.min() * 10))
+    limits = plotting.log_limits(gen, *([] if truth_mean is None else [truth_mean]))
     i = 0
     if truth_mean is not None:
         plotting.plot_shower_image(
